@@ -1,0 +1,134 @@
+"""Builds components from the typed config. The only place (with ``train.py``) that knows Hydra."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from ..benchmark import benchmark_corpus, generate_benchmark
+from ..config import DataConfig, ModelConfig
+from ..data import PromptTemplate
+from ..models import (
+    add_missing_special_tokens,
+    build_tiny_causal_lm,
+    load_causal_lm,
+    load_tokenizer,
+    train_bpe_tokenizer,
+)
+
+log = logging.getLogger(__name__)
+
+BENCHMARK_PREFIX = "benchmark-"
+MANIFEST = "manifest.json"
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run; the message names the key."""
+
+
+def require_datasets(specs: list[str], key: str) -> list[str]:
+    if not specs:
+        raise ConfigError(
+            f"config key '{key}' is empty: this stage needs at least one dataset spec "
+            "'name[:proportion[:path]]' (e.g. data=benchmark, or data=local with your files)"
+        )
+    return specs
+
+
+def uses_benchmark(specs: list[str]) -> bool:
+    return bool(specs) and all(spec.startswith(BENCHMARK_PREFIX) for spec in specs)
+
+
+def ensure_benchmark(data: DataConfig) -> Path | None:
+    """Generate the embedded benchmark into ``data.root`` when it is missing (and asked for).
+
+    An existing benchmark made with another seed is an error rather than silently overwritten.
+    """
+    if not data.generate_benchmark:
+        return None
+    root = Path(data.root)
+    manifest_path = root / MANIFEST
+    if manifest_path.exists():
+        seed = json.loads(manifest_path.read_text()).get("seed")
+        if seed != data.benchmark_seed:
+            raise ConfigError(
+                f"{root} holds the benchmark generated with seed {seed}, but "
+                f"data.benchmark_seed={data.benchmark_seed}: point data.root elsewhere or delete it"
+            )
+        return root
+    log.info("generating the embedded benchmark (seed %d) into %s", data.benchmark_seed, root)
+    generate_benchmark(root, seed=data.benchmark_seed)
+    return root
+
+
+def build_policy(model_cfg: ModelConfig, template: PromptTemplate):
+    """The policy and its tokenizer: the tiny default or any Hugging Face causal LM."""
+    if model_cfg.name_or_path is None:
+        tiny = model_cfg.tiny
+        # The template's fixed words are in the corpus so they become single tokens.
+        corpus = [*benchmark_corpus(), template.format_prompt("")]
+        tokenizer = train_bpe_tokenizer(corpus, vocab_size=tiny.vocab_size)
+        model = build_tiny_causal_lm(
+            tokenizer,
+            hidden_size=tiny.hidden_size,
+            num_layers=tiny.num_layers,
+            num_heads=tiny.num_heads,
+            intermediate_size=tiny.intermediate_size,
+            max_position_embeddings=tiny.max_position_embeddings,
+            seed=tiny.seed,
+        )
+        return model, tokenizer
+    tokenizer = load_tokenizer(
+        model_cfg.tokenizer or model_cfg.name_or_path, trust_remote_code=model_cfg.trust_remote_code
+    )
+    model = load_causal_lm(
+        model_cfg.name_or_path, trust_remote_code=model_cfg.trust_remote_code, dtype=model_cfg.dtype
+    )
+    add_missing_special_tokens(tokenizer, model)
+    return model, tokenizer
+
+
+def build_loggers(cfg: DictConfig) -> list:
+    loggers = []
+    for name, logger_cfg in cfg.logger.items():
+        if logger_cfg is not None:
+            loggers.append(instantiate(logger_cfg))
+            log.info("logging to %s", name)
+    return loggers
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path, loggers: list, callbacks: list) -> pl.Trainer:
+    return instantiate(
+        cfg.trainer,
+        logger=loggers or False,
+        callbacks=callbacks,
+        default_root_dir=str(run_dir),
+        _convert_="all",
+    )
+
+
+def log_metrics(trainer: pl.Trainer, metrics: dict[str, float]) -> None:
+    """Send metrics computed outside ``fit`` (e.g. oracle evaluations) to every logger."""
+    for logger in trainer.loggers:
+        logger.log_metrics(metrics, step=trainer.global_step)
+        logger.save()
+
+
+def write_json_atomic(path: Path, payload: object) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def write_jsonl_atomic(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)

@@ -1,0 +1,19 @@
+"""Process-wide defaults that must be set before transformers / datasets / wandb are imported."""
+
+from __future__ import annotations
+
+import os
+
+OFFLINE_DEFAULTS = {
+    # Hub look-ups retry for up to a minute without these; a user with network access can set
+    # them to 0 in the environment to download models and datasets by name.
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "WANDB_MODE": "offline",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+
+def apply_offline_defaults() -> None:
+    for key, value in OFFLINE_DEFAULTS.items():
+        os.environ.setdefault(key, value)

@@ -1,0 +1,44 @@
+"""Validates the composed config and dispatches to the stage's runner."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
+
+from ..config import RunConfig
+from .components import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def validate_config(cfg: DictConfig) -> RunConfig:
+    """Turn the composed config into the typed dataclasses, running every value check."""
+    try:
+        typed = OmegaConf.to_object(cfg)
+    except ValueError as error:  # raised by the schemas' __post_init__, names the key
+        raise ConfigError(str(error)) from None
+    assert isinstance(typed, RunConfig)
+    return typed
+
+
+def _stage_runners() -> dict[str, Callable]:
+    from .sft import run_sft
+
+    return {"sft": run_sft}
+
+
+def run_stage(cfg: DictConfig) -> dict:
+    typed = validate_config(cfg)
+    runners = _stage_runners()
+    if typed.stage.name not in runners:
+        raise ConfigError(f"config key 'stage.name' must be one of {sorted(runners)}")
+    pl.seed_everything(typed.seed, workers=True, verbose=False)
+    run_dir = Path(typed.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    log.info("stage %s → %s", typed.stage.name, run_dir)
+    return runners[typed.stage.name](cfg, typed, run_dir)

@@ -1,0 +1,121 @@
+"""Runner of the SFT stage: data → policy → fit → Hugging Face folder → oracle evaluation."""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+
+from omegaconf import DictConfig
+from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
+
+from ..config import RunConfig, SFTStageConfig
+from ..data import PromptTemplate, SupervisedDataModule, load_records
+from ..evaluation import oracle_evaluate_policy
+from ..models import save_pretrained_atomic
+from ..stages import SFTModule
+from .components import (
+    build_loggers,
+    build_policy,
+    build_trainer,
+    ensure_benchmark,
+    log_metrics,
+    require_datasets,
+    uses_benchmark,
+    write_json_atomic,
+    write_jsonl_atomic,
+)
+
+log = logging.getLogger(__name__)
+
+
+def run_sft(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
+    stage: SFTStageConfig = typed.stage
+    data = typed.data
+    require_datasets(data.sft_train, "data.sft_train")
+    ensure_benchmark(data)
+    template = PromptTemplate(data.prompt_template, data.response_prefix)
+    model, tokenizer = build_policy(typed.model, template)
+
+    datamodule = SupervisedDataModule(
+        tokenizer,
+        data.sft_train,
+        data.sft_eval,
+        data_root=data.root,
+        template=template,
+        max_length=data.max_length,
+        batch_size=stage.batch_size,
+        eval_batch_size=stage.eval_batch_size,
+        num_workers=data.num_workers,
+        skip_bad_records=data.skip_bad_records,
+        seed=typed.seed,
+    )
+    callbacks = [RichProgressBar()] if typed.trainer.enable_progress_bar else []
+    if typed.save_checkpoints:
+        callbacks.append(
+            ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0)
+        )
+    trainer = build_trainer(cfg, run_dir, build_loggers(cfg), callbacks)
+
+    eval_prompts = _oracle_eval_prompts(typed, stage)
+    results: dict = {"num_parameters": model.num_parameters()}
+    if eval_prompts and stage.evaluate_before_training:
+        results["init"], _ = _oracle_eval(model, tokenizer, eval_prompts, template, stage)
+        log_metrics(trainer, {f"init/{k}": v for k, v in results["init"].items()})
+
+    last = run_dir / "checkpoints" / "last.ckpt"
+    ckpt_path = str(last) if typed.resume and last.exists() else None
+    if ckpt_path:
+        log.info("resuming from %s", ckpt_path)
+    module = SFTModule(
+        model,
+        lr=stage.lr,
+        weight_decay=stage.weight_decay,
+        adam_betas=tuple(stage.adam_betas),
+        lr_scheduler=stage.lr_scheduler,
+        lr_warmup_ratio=stage.lr_warmup_ratio,
+    )
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    results["train"] = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    save_pretrained_atomic(model, tokenizer, run_dir / "model")
+    log.info("saved the SFT policy to %s", run_dir / "model")
+
+    if eval_prompts:
+        results["test"], rows = _oracle_eval(model, tokenizer, eval_prompts, template, stage)
+        log_metrics(trainer, {f"test/{k}": v for k, v in results["test"].items()})
+        write_jsonl_atomic(run_dir / "samples.jsonl", rows)
+        _log_summary(results)
+    write_json_atomic(run_dir / "results.json", results)
+    return results
+
+
+def _oracle_eval_prompts(typed: RunConfig, stage: SFTStageConfig) -> list[str]:
+    """Held-out benchmark prompts for the oracle (none for real data: no oracle there)."""
+    data = typed.data
+    if stage.eval_num_prompts == 0 or not uses_benchmark(data.prompt_eval):
+        return []
+    records = load_records(data.prompt_eval, "prompt", data_root=data.root, seed=typed.seed)
+    prompts = [record.prompt for record in records]
+    random.Random(typed.seed).shuffle(prompts)
+    return prompts[: stage.eval_num_prompts]
+
+
+def _oracle_eval(model, tokenizer, prompts, template, stage: SFTStageConfig):
+    return oracle_evaluate_policy(
+        model,
+        tokenizer,
+        prompts,
+        template,
+        max_new_tokens=stage.eval_max_new_tokens,
+        temperature=stage.eval_temperature,
+        top_p=stage.eval_top_p,
+        batch_size=stage.eval_batch_size,
+    )
+
+
+def _log_summary(results: dict) -> None:
+    keys = ("helpfulness_benign", "harmful_ratio_harmful", "harmful_ratio_dual_use", "cost")
+    for split in ("init", "test"):
+        if split in results:
+            shown = ", ".join(f"{k}={results[split][k]:.3f}" for k in keys if k in results[split])
+            log.info("oracle %s: %s", split, shown)

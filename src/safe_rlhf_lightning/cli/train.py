@@ -1,0 +1,33 @@
+"""``safe-rlhf-train``: run one stage. Hydra's ``--help``, ``--cfg job`` and ``-m`` all work.
+
+Heavy libraries (torch, Lightning, transformers) are imported inside ``main`` so that ``--help``
+and ``--cfg job`` answer at once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .env import apply_offline_defaults
+
+apply_offline_defaults()
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from .schema import register_configs  # noqa: E402
+
+CONF_DIR = str(Path(__file__).resolve().parents[3] / "conf")
+
+register_configs()
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
+def main(cfg: DictConfig) -> dict:
+    from .runner import run_stage
+
+    return run_stage(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,273 @@
+"""Typed configuration schemas.
+
+Hydra merges the YAML files under ``conf/`` into these dataclasses (registered in
+``cli/schema.py``), so an unknown key or a value of the wrong type fails while the config is
+composed, naming the key. Value checks (a negative learning rate, an empty dataset list) live in
+``__post_init__`` and run when the entry point converts the composed config into these objects,
+before any model is built. Every option is documented once, here.
+
+The dataclasses are plain Python: any component can be built without Hydra.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from omegaconf import MISSING
+
+DEFAULT_PROMPT_TEMPLATE = "BEGINNING OF CONVERSATION: USER: {prompt} ASSISTANT:"
+
+
+def _check(condition: bool, key: str, expected: str, value: Any) -> None:
+    if not condition:
+        raise ValueError(f"config key '{key}' must be {expected}, got {value!r}")
+
+
+@dataclass
+class PathsConfig:
+    runs_dir: str = "runs"
+    """Root of all run folders: ``<runs_dir>/<experiment_name>/round<k>/<stage>/``."""
+    data_dir: str = "data"
+    """Root for generated data (the embedded benchmark goes to ``<data_dir>/benchmark``)."""
+
+
+@dataclass
+class TinyModelConfig:
+    """The embedded default: a Llama-architecture model built from a config, random init."""
+
+    vocab_size: int = 2048
+    """Target size of the byte-level BPE trained on the benchmark's text (may come out smaller)."""
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 384
+    max_position_embeddings: int = 512
+    seed: int = 0
+    """Seed of the initial weights (independent of the global seed)."""
+
+    def __post_init__(self) -> None:
+        for key in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size"):
+            value = getattr(self, key)
+            _check(value > 0, f"model.tiny.{key}", "> 0", value)
+        _check(
+            self.hidden_size % self.num_heads == 0,
+            "model.tiny.hidden_size",
+            f"a multiple of model.tiny.num_heads={self.num_heads}",
+            self.hidden_size,
+        )
+
+
+@dataclass
+class ModelConfig:
+    name_or_path: Optional[str] = None
+    """Hugging Face hub name or local folder of a causal LM; null builds the tiny model."""
+    tokenizer: Optional[str] = None
+    """Tokenizer name or folder when it differs from ``name_or_path``."""
+    trust_remote_code: bool = False
+    """Run code shipped with a hub model. Off unless you trust the model's authors."""
+    dtype: str = "float32"
+    """Weights dtype when loading: float32, bfloat16 or float16."""
+    tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
+
+    def __post_init__(self) -> None:
+        _check(
+            self.dtype in {"float32", "bfloat16", "float16"},
+            "model.dtype",
+            "one of float32, bfloat16, float16",
+            self.dtype,
+        )
+
+
+@dataclass
+class DataConfig:
+    """Datasets per stage, each a list of upstream-style specs ``name[:proportion[:path]]``.
+
+    Names are registered datasets (``benchmark-sft/train``, ``PKU-SafeRLHF/train``, ``alpaca``,
+    ...) or paths to JSONL / Parquet files and dataset folders.
+    """
+
+    root: str = "${paths.data_dir}/benchmark"
+    """Folder that the embedded benchmark's registered names resolve against."""
+    generate_benchmark: bool = True
+    """Write the embedded benchmark into ``root`` when it is missing there."""
+    benchmark_seed: int = 0
+    """Seed of the generated benchmark (prompts, demonstrations, annotator noise)."""
+    sft_train: list[str] = field(default_factory=list)
+    sft_eval: list[str] = field(default_factory=list)
+    preference_train: list[str] = field(default_factory=list)
+    preference_eval: list[str] = field(default_factory=list)
+    prompt_train: list[str] = field(default_factory=list)
+    prompt_eval: list[str] = field(default_factory=list)
+    prompt_template: str = DEFAULT_PROMPT_TEMPLATE
+    """Chat template around the prompt; contains ``{prompt}`` once (upstream's format)."""
+    response_prefix: str = " "
+    """Text between the formatted prompt and the response."""
+    max_length: int = 256
+    """Maximum tokens of prompt + response; longer responses are truncated."""
+    skip_bad_records: bool = False
+    """Skip (and count) malformed records instead of stopping with an error."""
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.max_length > 1, "data.max_length", "> 1", self.max_length)
+        _check(
+            self.prompt_template.count("{prompt}") == 1,
+            "data.prompt_template",
+            "a string containing '{prompt}' exactly once",
+            self.prompt_template,
+        )
+        _check(self.num_workers >= 0, "data.num_workers", ">= 0", self.num_workers)
+
+
+@dataclass
+class SFTStageConfig:
+    """Supervised fine-tuning on demonstrations (the paper's Alpaca-style SFT)."""
+
+    name: str = "sft"
+    max_steps: int = 600
+    """Optimizer steps (the trainer group reads it as ``trainer.max_steps``)."""
+    max_epochs: Optional[int] = None
+    lr: float = 1e-3
+    """Peak learning rate (upstream uses 2e-5 for 7B models; tiny models want ~1e-3)."""
+    weight_decay: float = 0.0
+    adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    lr_scheduler: str = "cosine"
+    """cosine, linear or constant, each after a linear warmup."""
+    lr_warmup_ratio: float = 0.03
+    """Share of the training steps spent warming the learning rate up from 0."""
+    batch_size: int = 64
+    eval_batch_size: int = 128
+    eval_num_prompts: int = 256
+    """Held-out prompts sampled after training for the oracle evaluation (0 to skip)."""
+    eval_max_new_tokens: int = 64
+    eval_temperature: float = 1.0
+    eval_top_p: float = 1.0
+    evaluate_before_training: bool = True
+    """Also score the untrained model, as the baseline of the oracle metrics."""
+
+    def __post_init__(self) -> None:
+        _check(self.lr > 0, "stage.lr", "> 0", self.lr)
+        _check(self.weight_decay >= 0, "stage.weight_decay", ">= 0", self.weight_decay)
+        _check(
+            len(self.adam_betas) == 2 and all(0 <= b < 1 for b in self.adam_betas),
+            "stage.adam_betas",
+            "two numbers in [0, 1)",
+            self.adam_betas,
+        )
+        _check(
+            self.lr_scheduler in {"cosine", "linear", "constant"},
+            "stage.lr_scheduler",
+            "one of cosine, linear, constant",
+            self.lr_scheduler,
+        )
+        _check(
+            0 <= self.lr_warmup_ratio < 1,
+            "stage.lr_warmup_ratio",
+            "in [0, 1)",
+            self.lr_warmup_ratio,
+        )
+        _check(self.batch_size > 0, "stage.batch_size", "> 0", self.batch_size)
+        _check(self.eval_batch_size > 0, "stage.eval_batch_size", "> 0", self.eval_batch_size)
+        _check(self.eval_num_prompts >= 0, "stage.eval_num_prompts", ">= 0", self.eval_num_prompts)
+        _check(self.eval_temperature > 0, "stage.eval_temperature", "> 0", self.eval_temperature)
+        _check(0 < self.eval_top_p <= 1, "stage.eval_top_p", "in (0, 1]", self.eval_top_p)
+
+
+@dataclass
+class TrainerConfig:
+    """Arguments of ``pytorch_lightning.Trainer`` (instantiated by Hydra)."""
+
+    _target_: str = "pytorch_lightning.Trainer"
+    accelerator: str = "cpu"
+    devices: Any = 1
+    num_nodes: int = 1
+    strategy: Any = "auto"
+    precision: Any = "32-true"
+    max_epochs: Optional[int] = 1
+    max_steps: int = -1
+    val_check_interval: Optional[float] = None
+    check_val_every_n_epoch: Optional[int] = 1
+    log_every_n_steps: int = 10
+    gradient_clip_val: Optional[float] = 1.0
+    accumulate_grad_batches: int = 1
+    limit_train_batches: Optional[float] = None
+    limit_val_batches: Optional[float] = None
+    num_sanity_val_steps: int = 0
+    enable_progress_bar: bool = True
+    enable_model_summary: bool = True
+    deterministic: Any = False
+
+    def __post_init__(self) -> None:
+        _check(
+            self.max_epochs is not None or self.max_steps > 0,
+            "trainer.max_steps",
+            "> 0 when trainer.max_epochs is null",
+            self.max_steps,
+        )
+
+
+@dataclass
+class CSVLoggerConfig:
+    _target_: str = "pytorch_lightning.loggers.CSVLogger"
+    save_dir: str = "${run_dir}"
+    name: str = "logs"
+    version: str = ""
+
+
+@dataclass
+class WandbLoggerConfig:
+    """Weights & Biases. Offline by default (a run folder under ``save_dir``); set
+    ``offline: false`` after ``wandb login`` to sync."""
+
+    _target_: str = "pytorch_lightning.loggers.WandbLogger"
+    project: str = "safe-rlhf-lightning"
+    name: Optional[str] = "${experiment_name}-round${round}-${stage.name}"
+    group: Optional[str] = "${experiment_name}"
+    tags: list[str] = field(default_factory=list)
+    save_dir: str = "${run_dir}"
+    offline: bool = True
+    log_model: bool = False
+
+
+@dataclass
+class LoggersConfig:
+    """Any combination of loggers; a null entry is off."""
+
+    csv: Optional[CSVLoggerConfig] = None
+    wandb: Optional[WandbLoggerConfig] = None
+
+
+@dataclass
+class BenchmarkCommandConfig:
+    """``safe-rlhf-benchmark``: where and with which seed to write the embedded benchmark."""
+
+    output_dir: str = "data/benchmark"
+    seed: int = 0
+    force: bool = False
+    """Write again even when ``output_dir`` already holds a benchmark."""
+
+
+@dataclass
+class RunConfig:
+    """The whole composed config of one stage run."""
+
+    stage: Any = MISSING
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggersConfig = field(default_factory=LoggersConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    experiment_name: str = "default"
+    """Runs go to ``<paths.runs_dir>/<experiment_name>/round<round>/<stage.name>``."""
+    round: int = 1
+    seed: int = 42
+    run_dir: str = "${hydra:runtime.output_dir}"
+    """Output folder of this run (Hydra's output dir)."""
+    save_checkpoints: bool = True
+    """Keep Lightning checkpoints (for resuming) in ``<run_dir>/checkpoints``."""
+    resume: bool = True
+    """Continue from ``<run_dir>/checkpoints/last.ckpt`` when it exists."""
+
+    def __post_init__(self) -> None:
+        _check(self.round >= 1, "round", ">= 1", self.round)

@@ -1,0 +1,20 @@
+"""Per-token log-probabilities of a causal LM."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+
+def gather_logprobs(logits: Tensor, input_ids: Tensor) -> Tensor:
+    """Log-probability of each next token under the model.
+
+    Args:
+        logits: (B, L, V) outputs of a causal LM on ``input_ids``.
+        input_ids: (B, L) the token ids the logits were computed on.
+
+    Returns:
+        (B, L - 1): entry ``t`` is log p(input_ids[:, t + 1] | input_ids[:, : t + 1]).
+    """
+    # log_softmax in float32: half-precision logits lose the small probabilities PPO ratios need.
+    logprobs = logits[:, :-1].float().log_softmax(dim=-1)
+    return logprobs.gather(dim=-1, index=input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)

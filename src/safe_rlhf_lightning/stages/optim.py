@@ -1,0 +1,43 @@
+"""Optimizer and learning-rate schedule shared by the stages (upstream safe-rlhf's choices)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import get_scheduler
+
+
+def decay_parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups: no weight decay on biases and normalisation weights (1-D parameters)."""
+    decay, no_decay = [], []
+    for parameter in model.parameters():
+        if parameter.requires_grad:
+            (no_decay if parameter.ndim < 2 else decay).append(parameter)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def adamw_with_warmup(
+    model: nn.Module,
+    *,
+    lr: float,
+    weight_decay: float,
+    betas: tuple[float, float],
+    scheduler: str,
+    warmup_ratio: float,
+    total_steps: int,
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """AdamW with a linear warmup over ``warmup_ratio * total_steps`` then ``scheduler`` decay."""
+    optimizer = torch.optim.AdamW(
+        decay_parameter_groups(model, weight_decay), lr=lr, betas=betas, fused=False
+    )
+    name = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}[scheduler]
+    lr_scheduler = get_scheduler(
+        name,
+        optimizer=optimizer,
+        num_warmup_steps=round(warmup_ratio * total_steps),
+        num_training_steps=total_steps,
+    )
+    return optimizer, lr_scheduler

@@ -1,0 +1,66 @@
+"""Supervised fine-tuning: next-token loss on the response tokens of demonstrations."""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+from transformers import PreTrainedModel
+
+from ..functional import sft_loss
+from ..types import SupervisedBatch
+from .optim import adamw_with_warmup
+
+
+class SFTModule(pl.LightningModule):
+    """Fine-tunes ``model`` on (prompt, response) batches; the loss ignores prompt and padding.
+
+    Args:
+        model: a Hugging Face causal LM (already sized to its tokenizer).
+        lr, weight_decay, adam_betas: AdamW settings (upstream uses betas (0.9, 0.95)).
+        lr_scheduler: "cosine", "linear" or "constant" after a linear warmup.
+        lr_warmup_ratio: share of the total steps used for warmup.
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        *,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        adam_betas: tuple[float, float] = (0.9, 0.95),
+        lr_scheduler: str = "cosine",
+        lr_warmup_ratio: float = 0.03,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.save_hyperparameters(ignore=["model"])
+
+    def _loss(self, batch: SupervisedBatch):
+        logits = self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+        return sft_loss(logits, batch.input_ids, batch.loss_mask)
+
+    def training_step(self, batch: SupervisedBatch, batch_idx: int):
+        loss, stats = self._loss(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch.input_ids.shape[0])
+        self.log("train/num_tokens", stats["num_tokens"], reduce_fx="sum")
+        return loss
+
+    def validation_step(self, batch: SupervisedBatch, batch_idx: int):
+        loss, _ = self._loss(batch)
+        # Weighted by sequences, so the epoch value is a mean over validation examples' batches.
+        self.log("val/loss", loss, prog_bar=True, batch_size=batch.input_ids.shape[0])
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        optimizer, scheduler = adamw_with_warmup(
+            self.model,
+            lr=hp.lr,
+            weight_decay=hp.weight_decay,
+            betas=tuple(hp.adam_betas),
+            scheduler=hp.lr_scheduler,
+            warmup_ratio=hp.lr_warmup_ratio,
+            total_steps=self.trainer.estimated_stepping_batches,
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
