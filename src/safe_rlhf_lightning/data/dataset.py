@@ -1,0 +1,295 @@
+"""Torch datasets of tokenized examples, built once from validated records.
+
+Each dataset tokenizes all its records in ``__init__`` with batched tokenizer calls and keeps
+counters a caller can log or assert on: ``num_skipped`` (bad records dropped under
+``skip_bad_records``) and ``num_truncated`` (sequences whose response was cut to ``max_length``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+import torch
+from torch.utils.data import Dataset
+from transformers import PreTrainedTokenizerBase
+
+from safe_rlhf_lightning.data.collate import (
+    PreferenceExample,
+    PromptExample,
+    SafetyPreferenceExample,
+    SupervisedExample,
+    check_prompt_length,
+    encode_batch,
+    eos_token_id,
+    join_prompt_response,
+)
+from safe_rlhf_lightning.data.records import (
+    PreferenceRecord,
+    Record,
+    RecordError,
+    SupervisedRecord,
+    check_safety_consistency,
+)
+from safe_rlhf_lightning.data.template import PromptTemplate
+
+logger = logging.getLogger(__name__)
+
+R = TypeVar("R")
+E = TypeVar("E")
+
+
+def _build_examples(
+    records: Sequence[R],
+    build: Callable[[int, R], E | None],
+    *,
+    skip_bad_records: bool,
+    label: str,
+) -> tuple[list[E], int]:
+    """``build`` every record; a :class:`RecordError` raises, or is counted and skipped. A
+    ``None`` from ``build`` drops the record without counting it as bad."""
+    examples: list[E] = []
+    errors: list[RecordError] = []
+    for index, record in enumerate(records):
+        try:
+            example = build(index, record)
+        except RecordError as error:
+            if not skip_bad_records:
+                raise
+            errors.append(error)
+            continue
+        if example is not None:
+            examples.append(example)
+    if errors:
+        logger.warning(
+            "%s: skipped %d of %d records (first: %s)", label, len(errors), len(records), errors[0]
+        )
+    return examples, len(errors)
+
+
+def _log_truncated(label: str, num_truncated: int, total: int, max_length: int) -> None:
+    if num_truncated:
+        logger.info(
+            "%s: %d of %d sequences truncated to max_length=%d",
+            label,
+            num_truncated,
+            total,
+            max_length,
+        )
+
+
+class SupervisedDataset(Dataset[SupervisedExample]):
+    """Templated prompt + response + EOS with a loss mask on the response, for SFT."""
+
+    def __init__(
+        self,
+        records: Sequence[SupervisedRecord],
+        tokenizer: PreTrainedTokenizerBase,
+        template: PromptTemplate | None = None,
+        max_length: int = 512,
+        skip_bad_records: bool = False,
+    ) -> None:
+        template = template or PromptTemplate()
+        eos = eos_token_id(tokenizer)
+        prompts = [template.format_prompt(record.prompt) for record in records]
+        responses = [template.format_response(record.response) for record in records]
+        prompt_ids = encode_batch(tokenizer, prompts, add_special_tokens=True)
+        response_ids = encode_batch(tokenizer, responses, add_special_tokens=False)
+        self.num_truncated = 0
+
+        def build(index: int, record: SupervisedRecord) -> SupervisedExample:
+            ids, mask, truncated = join_prompt_response(
+                prompt_ids[index], response_ids[index], eos, max_length, record.origin
+            )
+            self.num_truncated += truncated
+            return SupervisedExample(torch.tensor(ids), torch.tensor(mask, dtype=torch.bool))
+
+        label = type(self).__name__
+        self.examples, self.num_skipped = _build_examples(
+            records, build, skip_bad_records=skip_bad_records, label=label
+        )
+        _log_truncated(label, self.num_truncated, len(self.examples), max_length)
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index: int) -> SupervisedExample:
+        return self.examples[index]
+
+
+class PromptDataset(Dataset[PromptExample]):
+    """Templated prompts for generation. Any record kind works (its prompt is taken).
+
+    Args:
+        max_length: a longer prompt is a :class:`RecordError` (skippable); prompts are never
+            cut, since that would drop the template's ``ASSISTANT:``.
+        deduplicate: keep the first of records with the same prompt text (as upstream does), so
+            that a preference set read as prompts does not weight a prompt by its number of pairs.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[Record],
+        tokenizer: PreTrainedTokenizerBase,
+        template: PromptTemplate | None = None,
+        max_length: int = 512,
+        skip_bad_records: bool = False,
+        deduplicate: bool = True,
+    ) -> None:
+        template = template or PromptTemplate()
+        self.num_duplicates = 0
+        if deduplicate:
+            first: dict[str, Record] = {}
+            for record in records:
+                first.setdefault(record.prompt, record)
+            unique = list(first.values())
+            self.num_duplicates = len(records) - len(unique)
+            records = unique
+        texts = [template.format_prompt(record.prompt) for record in records]
+        prompt_ids = encode_batch(tokenizer, texts, add_special_tokens=True)
+
+        def build(index: int, record: Record) -> PromptExample:
+            check_prompt_length(len(prompt_ids[index]), max_length, record.origin)
+            return PromptExample(torch.tensor(prompt_ids[index]))
+
+        self.examples, self.num_skipped = _build_examples(
+            records, build, skip_bad_records=skip_bad_records, label=type(self).__name__
+        )
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index: int) -> PromptExample:
+        return self.examples[index]
+
+
+class _PairTokens:
+    """The two full sequences (prompt + response_i + EOS) of every preference record."""
+
+    def __init__(
+        self,
+        records: Sequence[PreferenceRecord],
+        tokenizer: PreTrainedTokenizerBase,
+        template: PromptTemplate,
+        max_length: int,
+    ) -> None:
+        self.eos = eos_token_id(tokenizer)
+        self.max_length = max_length
+        prompts = [template.format_prompt(record.prompt) for record in records]
+        responses = [template.format_response(record.response_0) for record in records]
+        responses += [template.format_response(record.response_1) for record in records]
+        self.prompt_ids = encode_batch(tokenizer, prompts, add_special_tokens=True)
+        self.response_ids = encode_batch(tokenizer, responses, add_special_tokens=False)
+        self.num_records = len(records)
+        self.num_truncated = 0
+        self.num_identical = 0
+
+    def sequences(self, index: int, record: PreferenceRecord) -> tuple[list[int], list[int]] | None:
+        """(sequence of response 0, sequence of response 1), or None when they are the same
+        tokens after truncation: such a pair carries no preference and is dropped (counted in
+        ``num_identical``; upstream raises instead)."""
+        pair = []
+        for response_id in (0, 1):
+            response = self.response_ids[index + response_id * self.num_records]
+            ids, _, truncated = join_prompt_response(
+                self.prompt_ids[index], response, self.eos, self.max_length, record.origin
+            )
+            self.num_truncated += truncated
+            pair.append(ids)
+        if pair[0] == pair[1]:
+            self.num_identical += 1
+            return None
+        return pair[0], pair[1]
+
+    def log(self, label: str) -> None:
+        _log_truncated(label, self.num_truncated, 2 * self.num_records, self.max_length)
+        if self.num_identical:
+            logger.warning(
+                "%s: dropped %d pairs whose responses are identical after tokenization",
+                label,
+                self.num_identical,
+            )
+
+
+class PreferenceDataset(Dataset[PreferenceExample]):
+    """(better, worse) sequences for the reward model, from ``better_response_id``."""
+
+    def __init__(
+        self,
+        records: Sequence[PreferenceRecord],
+        tokenizer: PreTrainedTokenizerBase,
+        template: PromptTemplate | None = None,
+        max_length: int = 512,
+        skip_bad_records: bool = False,
+    ) -> None:
+        pairs = _PairTokens(records, tokenizer, template or PromptTemplate(), max_length)
+
+        def build(index: int, record: PreferenceRecord) -> PreferenceExample | None:
+            sequences = pairs.sequences(index, record)
+            if sequences is None:
+                return None
+            better = record.better_response_id
+            return PreferenceExample(
+                torch.tensor(sequences[better]), torch.tensor(sequences[1 - better])
+            )
+
+        label = type(self).__name__
+        self.examples, self.num_skipped = _build_examples(
+            records, build, skip_bad_records=skip_bad_records, label=label
+        )
+        pairs.log(label)
+        self.num_truncated, self.num_identical = pairs.num_truncated, pairs.num_identical
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index: int) -> PreferenceExample:
+        return self.examples[index]
+
+
+def safety_sign(is_safe: bool) -> int:
+    """+1 for a response labelled unsafe, -1 for a safe one (cost > 0 means unsafe)."""
+    return -1 if is_safe else 1
+
+
+class SafetyPreferenceDataset(Dataset[SafetyPreferenceExample]):
+    """(safer, unsafer) sequences and safety signs for the cost model, from
+    ``safer_response_id`` and the ``is_response_*_safe`` labels. Pairs with inconsistent labels
+    (see :func:`check_safety_consistency`) are errors, or skipped and counted."""
+
+    def __init__(
+        self,
+        records: Sequence[PreferenceRecord],
+        tokenizer: PreTrainedTokenizerBase,
+        template: PromptTemplate | None = None,
+        max_length: int = 512,
+        skip_bad_records: bool = False,
+    ) -> None:
+        pairs = _PairTokens(records, tokenizer, template or PromptTemplate(), max_length)
+
+        def build(index: int, record: PreferenceRecord) -> SafetyPreferenceExample | None:
+            check_safety_consistency(record)
+            sequences = pairs.sequences(index, record)
+            if sequences is None:
+                return None
+            safer = record.safer_response_id
+            return SafetyPreferenceExample(
+                torch.tensor(sequences[safer]),
+                torch.tensor(sequences[1 - safer]),
+                safety_sign(record.is_safe(safer)),
+                safety_sign(record.is_safe(1 - safer)),
+            )
+
+        label = type(self).__name__
+        self.examples, self.num_skipped = _build_examples(
+            records, build, skip_bad_records=skip_bad_records, label=label
+        )
+        pairs.log(label)
+        self.num_truncated, self.num_identical = pairs.num_truncated, pairs.num_identical
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index: int) -> SafetyPreferenceExample:
+        return self.examples[index]

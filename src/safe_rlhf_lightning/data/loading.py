@@ -1,0 +1,164 @@
+"""Loading records from dataset specs: validation, skipping bad rows, and mixing by proportion."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+
+from safe_rlhf_lightning.data.records import Record, RecordError, RecordKind, parse_record
+from safe_rlhf_lightning.data.sources import READABLE_AS, DatasetSpec, parse_spec, resolve
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class SourceStats:
+    """What one spec contributed: valid rows read, bad rows skipped, records after mixing."""
+
+    spec: DatasetSpec
+    label: str
+    num_valid: int
+    num_skipped: int
+    num_selected: int
+
+
+def read_source(
+    spec: DatasetSpec,
+    kind: RecordKind,
+    *,
+    data_root: str | Path | None = None,
+    skip_bad_records: bool = False,
+) -> tuple[list[Record], int, str]:
+    """All valid records of one source, the number of bad rows skipped, and the source's label.
+
+    A bad row raises its :class:`RecordError`, or with ``skip_bad_records`` is counted and
+    skipped (one warning per source). An empty JSONL file always raises.
+    """
+    resolved = resolve(spec, data_root)
+    if resolved.kind is not None and kind not in READABLE_AS[resolved.kind]:
+        raise ValueError(
+            f"dataset {spec.name!r} holds {resolved.kind} records and cannot be read as {kind} "
+            f"records (it can be read as: {', '.join(READABLE_AS[resolved.kind])})"
+        )
+    records: list[Record] = []
+    skipped: list[RecordError] = []
+    for origin, row in resolved.rows():
+        try:
+            if isinstance(row, RecordError):
+                raise row
+            if resolved.adapter is not None and isinstance(row, Mapping):
+                row = resolved.adapter(row, origin)
+            records.append(parse_record(row, kind, origin))
+        except RecordError as error:
+            if not skip_bad_records:
+                raise
+            skipped.append(error)
+    if skipped:
+        logger.warning(
+            "%s: skipped %d bad of %d rows (first: %s)",
+            resolved.label,
+            len(skipped),
+            len(skipped) + len(records),
+            skipped[0],
+        )
+    return records, len(skipped), resolved.label
+
+
+def select_proportion(items: Sequence[T], proportion: float, rng: np.random.Generator) -> list[T]:
+    """round(proportion * n) items: the whole source floor(p) times, then a random subset
+    (without replacement) for the remainder, as upstream safe-rlhf mixes datasets."""
+    if proportion <= 0:
+        raise ValueError(f"proportion must be > 0, got {proportion}")
+    size = len(items)
+    if size == 0:
+        return []
+    repeats, remainder = divmod(round(size * proportion), size)
+    chosen = list(items) * repeats
+    if remainder:
+        chosen.extend(items[i] for i in rng.choice(size, size=remainder, replace=False).tolist())
+    return chosen
+
+
+def mix_sources(
+    groups: Sequence[Sequence[T]], proportions: Sequence[float], seed: int
+) -> list[list[T]]:
+    """Apply each group's proportion with its own generator spawned from ``seed`` (so adding a
+    source does not change what the others select)."""
+    if len(groups) != len(proportions):
+        raise ValueError(f"{len(groups)} groups but {len(proportions)} proportions")
+    seeds = np.random.SeedSequence(seed).spawn(len(groups))
+    return [
+        select_proportion(group, proportion, np.random.default_rng(child))
+        for group, proportion, child in zip(groups, proportions, seeds, strict=True)
+    ]
+
+
+def load_records_with_stats(
+    specs: Sequence[str | DatasetSpec],
+    kind: RecordKind,
+    *,
+    data_root: str | Path | None = None,
+    skip_bad_records: bool = False,
+    seed: int = 42,
+) -> tuple[list[Record], list[SourceStats]]:
+    """:func:`load_records`, also returning what each source contributed."""
+    parsed = [parse_spec(spec) if isinstance(spec, str) else spec for spec in specs]
+    if not parsed:
+        raise ValueError("no dataset specs given")
+    groups, skipped, labels = [], [], []
+    for spec in parsed:
+        records, num_skipped, label = read_source(
+            spec, kind, data_root=data_root, skip_bad_records=skip_bad_records
+        )
+        groups.append(records)
+        skipped.append(num_skipped)
+        labels.append(label)
+    selected = mix_sources(groups, [spec.proportion for spec in parsed], seed)
+    stats = []
+    for spec, label, group, num_skipped, chosen in zip(
+        parsed, labels, groups, skipped, selected, strict=True
+    ):
+        stats.append(SourceStats(spec, label, len(group), num_skipped, len(chosen)))
+        logger.info(
+            "%s (%s): %d valid %s records, %d skipped, proportion %g -> %d",
+            spec.name,
+            label,
+            len(group),
+            kind,
+            num_skipped,
+            spec.proportion,
+            len(chosen),
+        )
+        if not chosen:
+            logger.warning("%s gave no records", spec.name)
+    return [record for chosen in selected for record in chosen], stats
+
+
+def load_records(
+    specs: Sequence[str | DatasetSpec],
+    kind: RecordKind,
+    *,
+    data_root: str | Path | None = None,
+    skip_bad_records: bool = False,
+    seed: int = 42,
+) -> list[Record]:
+    """Load, validate and mix records of ``kind`` from dataset specs, concatenated in spec order.
+
+    Args:
+        specs: ``name[:proportion[:path]]`` strings or :class:`DatasetSpec` objects.
+        kind: ``supervised``, ``preference`` or ``prompt`` (any source with a prompt field).
+        data_root: folder holding the embedded benchmark's files (``benchmark-*`` names).
+        skip_bad_records: skip and count rows that fail validation instead of raising.
+        seed: makes the random subsets of fractional proportions reproducible.
+    """
+    records, _ = load_records_with_stats(
+        specs, kind, data_root=data_root, skip_bad_records=skip_bad_records, seed=seed
+    )
+    return records

@@ -1,0 +1,40 @@
+"""The conversation template that turns a user prompt into model input."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PROMPT_PLACEHOLDER = "{prompt}"
+
+# Upstream safe-rlhf's PROMPT_BEGIN + PROMPT_USER + PROMPT_ASSISTANT, so that checkpoints trained
+# there and here read the same text.
+DEFAULT_TEMPLATE = "BEGINNING OF CONVERSATION: USER: {prompt} ASSISTANT:"
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    """How prompts and responses are laid out as text.
+
+    Args:
+        template: text around the user prompt; must contain ``{prompt}`` exactly once. Filled
+            with ``str.replace`` rather than ``str.format`` because user text may hold braces.
+        response_prefix: put before every response (after its leading whitespace is stripped),
+            so the boundary between ``ASSISTANT:`` and the response is always the same text.
+    """
+
+    template: str = DEFAULT_TEMPLATE
+    response_prefix: str = " "
+
+    def __post_init__(self) -> None:
+        count = self.template.count(PROMPT_PLACEHOLDER)
+        if count != 1:
+            raise ValueError(
+                f"prompt template must contain {PROMPT_PLACEHOLDER} exactly once, "
+                f"found it {count} times in {self.template!r}"
+            )
+
+    def format_prompt(self, prompt: str) -> str:
+        return self.template.replace(PROMPT_PLACEHOLDER, prompt)
+
+    def format_response(self, response: str) -> str:
+        return self.response_prefix + response.lstrip()
