@@ -19,9 +19,13 @@ from omegaconf import MISSING
 DEFAULT_PROMPT_TEMPLATE = "BEGINNING OF CONVERSATION: USER: {prompt} ASSISTANT:"
 
 
+class ConfigError(ValueError):
+    """A configuration that cannot run; the message names the key and what was expected."""
+
+
 def _check(condition: bool, key: str, expected: str, value: Any) -> None:
     if not condition:
-        raise ValueError(f"config key '{key}' must be {expected}, got {value!r}")
+        raise ConfigError(f"config key '{key}' must be {expected}, got {value!r}")
 
 
 @dataclass
@@ -60,7 +64,7 @@ class TinyModelConfig:
 
 @dataclass
 class ModelConfig:
-    name_or_path: Optional[str] = None
+    name_or_path: Optional[str] = MISSING
     """Hugging Face hub name or local folder of a causal LM; null builds the tiny model."""
     tokenizer: Optional[str] = None
     """Tokenizer name or folder when it differs from ``name_or_path``."""

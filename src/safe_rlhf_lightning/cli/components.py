@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from ..benchmark import benchmark_corpus, generate_benchmark
-from ..config import DataConfig, ModelConfig
+from ..config import ConfigError, DataConfig, ModelConfig
 from ..data import PromptTemplate
 from ..models import (
     add_missing_special_tokens,
@@ -26,10 +26,6 @@ log = logging.getLogger(__name__)
 
 BENCHMARK_PREFIX = "benchmark-"
 MANIFEST = "manifest.json"
-
-
-class ConfigError(ValueError):
-    """A configuration that cannot run; the message names the key."""
 
 
 def require_datasets(specs: list[str], key: str) -> list[str]:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
-from ..config import RunConfig
-from .components import ConfigError
+from ..config import ConfigError, RunConfig
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +19,8 @@ def validate_config(cfg: DictConfig) -> RunConfig:
     """Turn the composed config into the typed dataclasses, running every value check."""
     try:
         typed = OmegaConf.to_object(cfg)
+    except MissingMandatoryValue as error:
+        raise ConfigError(f"config key '{error.full_key}' is required but not set") from None
     except ValueError as error:  # raised by the schemas' __post_init__, names the key
         raise ConfigError(str(error)) from None
     assert isinstance(typed, RunConfig)

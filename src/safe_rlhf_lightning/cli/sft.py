@@ -7,7 +7,7 @@ import random
 from pathlib import Path
 
 from omegaconf import DictConfig
-from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
+from pytorch_lightning.callbacks import ModelCheckpoint
 
 from ..config import RunConfig, SFTStageConfig
 from ..data import PromptTemplate, SupervisedDataModule, load_records
@@ -50,7 +50,7 @@ def run_sft(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
         skip_bad_records=data.skip_bad_records,
         seed=typed.seed,
     )
-    callbacks = [RichProgressBar()] if typed.trainer.enable_progress_bar else []
+    callbacks = []
     if typed.save_checkpoints:
         callbacks.append(
             ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0)

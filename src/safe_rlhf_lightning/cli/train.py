@@ -6,6 +6,7 @@ and ``--cfg job`` answer at once.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from .env import apply_offline_defaults
@@ -24,9 +25,15 @@ register_configs()
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> dict:
+    from ..config import ConfigError
     from .runner import run_stage
 
-    return run_stage(cfg)
+    try:
+        return run_stage(cfg)
+    except ConfigError as error:
+        # A configuration problem is the user's to fix: one clear line, no traceback.
+        logging.getLogger(__name__).error("%s", error)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -1,0 +1,113 @@
+"""Every config composes and validates; typos and bad values fail early, naming the key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ValidationError
+
+from safe_rlhf_lightning.cli.runner import validate_config
+from safe_rlhf_lightning.cli.schema import register_configs
+from safe_rlhf_lightning.cli.train import CONF_DIR
+from safe_rlhf_lightning.config import ConfigError, RunConfig, SFTStageConfig
+
+register_configs()
+GROUPS = ["stage", "model", "data", "trainer", "logger", "debug"]
+NEEDS = {("model", "pretrained"): ["model.name_or_path=/some/folder"]}
+
+
+def _options(group: str) -> list[str]:
+    return sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml"))
+
+
+def compose_run(overrides: list[str], tmp_path: Path):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(
+            config_name="train",
+            overrides=[f"run_dir={tmp_path}", f"paths.runs_dir={tmp_path}", *overrides],
+        )
+
+
+@pytest.mark.parametrize(
+    ("group", "option"), [(g, o) for g in GROUPS for o in _options(g)], ids=lambda x: str(x)
+)
+def test_every_option_composes_and_validates(group, option, tmp_path):
+    cfg = compose_run([f"{group}={option}", *NEEDS.get((group, option), [])], tmp_path)
+    typed = validate_config(cfg)
+    assert isinstance(typed, RunConfig)
+    assert isinstance(typed.stage, SFTStageConfig)
+
+
+def test_every_group_has_options():
+    for group in GROUPS:
+        assert _options(group), group
+
+
+def test_unknown_key_fails_naming_it(tmp_path):
+    with pytest.raises(ConfigCompositionException) as error:
+        compose_run(["stage.lrr=0.1"], tmp_path)
+    message = str(error.value.__cause__)
+    assert "Key 'lrr' not in 'SFTStageConfig'" in message and "full_key: stage.lrr" in message
+
+
+def test_wrong_type_fails_naming_the_key(tmp_path):
+    with pytest.raises(ConfigCompositionException) as error:
+        compose_run(["stage.batch_size=many"], tmp_path)
+    cause = error.value.__cause__
+    assert isinstance(cause, ValidationError) and "stage.batch_size" in str(cause)
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("stage.lr=-1", "stage.lr"),
+        ("stage.adam_betas=[0.9]", "stage.adam_betas"),
+        ("stage.lr_scheduler=exotic", "stage.lr_scheduler"),
+        ("data.max_length=0", "data.max_length"),
+        ("data.prompt_template='USER: ASSISTANT:'", "data.prompt_template"),
+        ("model.dtype=float8", "model.dtype"),
+        ("model.tiny.num_heads=3", "model.tiny.hidden_size"),
+        ("round=0", "round"),
+    ],
+)
+def test_bad_values_fail_before_any_model_is_built(override, key, tmp_path):
+    cfg = compose_run([override], tmp_path)
+    with pytest.raises(ConfigError, match=f"config key '{key}'"):
+        validate_config(cfg)
+
+
+def test_pretrained_model_requires_a_name(tmp_path):
+    cfg = compose_run(["model=pretrained"], tmp_path)
+    with pytest.raises(ConfigError, match="'model.name_or_path' is required"):
+        validate_config(cfg)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "safe_rlhf_lightning.cli.train", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_cli_help_and_cfg_job_answer_without_training():
+    help_text = _cli("--help")
+    assert help_text.returncode == 0, help_text.stderr
+    for group in GROUPS:
+        assert f"{group}:" in help_text.stdout
+    job = _cli("--cfg", "job", "stage.lr=0.002")
+    assert job.returncode == 0, job.stderr
+    assert "lr: 0.002" in job.stdout
+
+
+def test_cli_reports_a_typo_without_a_traceback():
+    result = _cli("stage.lrr=1")
+    assert result.returncode != 0
+    assert "Key 'lrr' not in 'SFTStageConfig'" in result.stderr
+    assert "Traceback" not in result.stderr
