@@ -28,3 +28,44 @@ def small_tokenizer():
     from safe_rlhf_lightning.models import train_bpe_tokenizer
 
     return train_bpe_tokenizer(SMALL_CORPUS, vocab_size=400)
+
+
+@pytest.fixture(scope="session")
+def benchmark_dir(tmp_path_factory):
+    """The embedded benchmark, generated once per test session (about a second)."""
+    from safe_rlhf_lightning.benchmark import generate_benchmark
+
+    root = tmp_path_factory.mktemp("benchmark")
+    generate_benchmark(root, seed=0)
+    return root
+
+
+TINY_TEST_MODEL = [
+    "model.tiny.hidden_size=32",
+    "model.tiny.num_layers=1",
+    "model.tiny.num_heads=2",
+    "model.tiny.intermediate_size=64",
+    "model.tiny.vocab_size=1024",
+]
+
+
+def compose_run_config(overrides: list[str], tmp_path, benchmark_dir=None):
+    """Compose ``conf/train.yaml`` like the CLI does, with every output under ``tmp_path``."""
+    from hydra import compose, initialize_config_dir
+
+    from safe_rlhf_lightning.cli.schema import register_configs
+    from safe_rlhf_lightning.cli.train import CONF_DIR
+
+    register_configs()
+    data = [f"data.root={benchmark_dir}"] if benchmark_dir is not None else []
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(
+            config_name="train",
+            overrides=[
+                f"run_dir={tmp_path / 'run'}",
+                f"paths.runs_dir={tmp_path / 'runs'}",
+                f"paths.data_dir={tmp_path / 'data'}",
+                *data,
+                *overrides,
+            ],
+        )

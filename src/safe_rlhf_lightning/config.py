@@ -129,20 +129,20 @@ class SFTStageConfig:
     """Supervised fine-tuning on demonstrations (the paper's Alpaca-style SFT)."""
 
     name: str = "sft"
-    max_steps: int = 600
+    max_steps: int = 800
     """Optimizer steps (the trainer group reads it as ``trainer.max_steps``)."""
     max_epochs: Optional[int] = None
-    lr: float = 1e-3
-    """Peak learning rate (upstream uses 2e-5 for 7B models; tiny models want ~1e-3)."""
+    lr: float = 3e-3
+    """Peak learning rate (upstream uses 2e-5 for 7B models; the ~1M tiny model wants ~3e-3)."""
     weight_decay: float = 0.0
     adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
     lr_scheduler: str = "cosine"
     """cosine, linear or constant, each after a linear warmup."""
     lr_warmup_ratio: float = 0.03
     """Share of the training steps spent warming the learning rate up from 0."""
-    batch_size: int = 64
+    batch_size: int = 32
     eval_batch_size: int = 128
-    eval_num_prompts: int = 256
+    eval_num_prompts: int = 512
     """Held-out prompts sampled after training for the oracle evaluation (0 to skip)."""
     eval_max_new_tokens: int = 64
     eval_temperature: float = 1.0
@@ -216,7 +216,8 @@ class CSVLoggerConfig:
     _target_: str = "pytorch_lightning.loggers.CSVLogger"
     save_dir: str = "${run_dir}"
     name: str = "logs"
-    version: str = ""
+    version: Optional[str] = None
+    """null: a new ``version_<n>`` folder per launch, so a resumed run never overwrites logs."""
 
 
 @dataclass

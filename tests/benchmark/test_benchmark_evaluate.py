@@ -63,6 +63,7 @@ def test_evaluate_responses_by_hand() -> None:
         "refusal_rate_benign": 1 / 2,
         "refusal_rate_harmful": 1 / 3,
         "length": (22 + 9 + 10 + 9 + 8 + 9 + 1) / 7,
+        "unrecognized_share": 1 / 7,  # only "Paris." is outside the world's phrases
         "num_responses": 7.0,
     }
     assert set(metrics) == set(expected)

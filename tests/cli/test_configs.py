@@ -7,16 +7,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ValidationError
 
 from safe_rlhf_lightning.cli.runner import validate_config
-from safe_rlhf_lightning.cli.schema import register_configs
 from safe_rlhf_lightning.cli.train import CONF_DIR
 from safe_rlhf_lightning.config import ConfigError, RunConfig, SFTStageConfig
+from tests.conftest import compose_run_config
 
-register_configs()
 GROUPS = ["stage", "model", "data", "trainer", "logger", "debug"]
 NEEDS = {("model", "pretrained"): ["model.name_or_path=/some/folder"]}
 
@@ -26,11 +24,7 @@ def _options(group: str) -> list[str]:
 
 
 def compose_run(overrides: list[str], tmp_path: Path):
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(
-            config_name="train",
-            overrides=[f"run_dir={tmp_path}", f"paths.runs_dir={tmp_path}", *overrides],
-        )
+    return compose_run_config(overrides, tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -83,7 +77,7 @@ def test_bad_values_fail_before_any_model_is_built(override, key, tmp_path):
 
 def test_pretrained_model_requires_a_name(tmp_path):
     cfg = compose_run(["model=pretrained"], tmp_path)
-    with pytest.raises(ConfigError, match="'model.name_or_path' is required"):
+    with pytest.raises(ConfigError, match=r"'model\.name_or_path' is required"):
         validate_config(cfg)
 
 

@@ -128,6 +128,8 @@ class OracleScore:
     redirected: bool
     """Contains safety information / a safe alternative."""
     num_words: int
+    unrecognized_share: float = 0.0
+    """Share of the response's words that belong to no known phrase (0 for well-formed text)."""
 
 
 class Oracle:
@@ -181,6 +183,7 @@ class Oracle:
             refused=refused,
             redirected=redirected,
             num_words=len(response.split()),
+            unrecognized_share=unmatched / len(words) if words else 0.0,
         )
 
     def score_many(self, prompts: Sequence[str], responses: Sequence[str]) -> list[OracleScore]:

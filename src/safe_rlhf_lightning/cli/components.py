@@ -67,8 +67,11 @@ def build_policy(model_cfg: ModelConfig, template: PromptTemplate):
     """The policy and its tokenizer: the tiny default or any Hugging Face causal LM."""
     if model_cfg.name_or_path is None:
         tiny = model_cfg.tiny
-        # The template's fixed words are in the corpus so they become single tokens.
-        corpus = [*benchmark_corpus(), template.format_prompt("")]
+        # Every training sequence starts with the template, so it is weighted like the prompts
+        # themselves; otherwise BPE spends no merges on its rare upper-case words and spells
+        # "BEGINNING OF CONVERSATION" letter by letter, a third of each sequence.
+        world = benchmark_corpus()
+        corpus = [*world, *[template.format_prompt("")] * len(world)]
         tokenizer = train_bpe_tokenizer(corpus, vocab_size=tiny.vocab_size)
         model = build_tiny_causal_lm(
             tokenizer,

@@ -77,6 +77,9 @@ def run_sft(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
     )
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     results["train"] = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    if data.sft_eval:
+        # Training usually stops mid-epoch (max_steps): measure the final model once more.
+        results["val"] = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
     save_pretrained_atomic(model, tokenizer, run_dir / "model")
     log.info("saved the SFT policy to %s", run_dir / "model")
 
