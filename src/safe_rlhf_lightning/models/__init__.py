@@ -1,12 +1,28 @@
-"""Language models and tokenizers: the tiny default, any Hugging Face model, and sampling."""
+"""Language models and tokenizers (the tiny default, any Hugging Face model, sampling) and score
+models (reward, cost, critics) in upstream safe-rlhf's checkpoint format."""
 
 from .causal_lm import add_missing_special_tokens, build_tiny_causal_lm, load_causal_lm
 from .generation import generate_texts
 from .io import save_pretrained_atomic
+from .normalizer import (
+    ExponentialMovingAverage,
+    IdentityNormalizer,
+    Normalizer,
+    RunningMeanStd,
+    build_normalizer,
+)
+from .score_model import ScoreModel, ScoreOutput
 from .tokenizer import load_tokenizer, train_bpe_tokenizer
 
 __all__ = [
+    "ExponentialMovingAverage",
+    "IdentityNormalizer",
+    "Normalizer",
+    "RunningMeanStd",
+    "ScoreModel",
+    "ScoreOutput",
     "add_missing_special_tokens",
+    "build_normalizer",
     "build_tiny_causal_lm",
     "generate_texts",
     "load_causal_lm",

@@ -1,0 +1,400 @@
+"""Score models: the reward model R, the cost model C and the critics V_R, V_C.
+
+A score model is a causal-LM backbone without its LM head (``model``), a linear ``score_head``
+from the last hidden state to D scores per token, and a ``normalizer`` of the end scores. Folders
+use upstream PKU-Alignment/safe-rlhf's layout (``safe_rlhf/models/score_model``), so that
+``beaver-7b-v1.0-{reward,cost}`` load here and our folders load there:
+
+- ``config.json``: the backbone's own config plus ``architectures: ["<Arch>ForScore"]``,
+  ``score_dim``, ``score_type`` ("reward" | "cost" | "critic"), ``score_bias`` (older upstream
+  versions call it ``bias``; both are read and written), ``do_normalize``, ``normalizer_type``
+  ("RunningMeanStd" | "ExponentialMovingAverage" | null), ``momentum``, and ``mean``/``var``
+  (upstream mirrors the normalizer statistics there);
+- weights: ``model.*`` (backbone), ``score_head.weight`` (+ ``score_head.bias``),
+  ``normalizer.mean`` / ``normalizer.var`` / ``normalizer.count``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import logging
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from .causal_lm import DTYPES
+from .io import save_pretrained_atomic
+from .normalizer import NormalizerType, build_normalizer
+
+log = logging.getLogger(__name__)
+
+# score_type -> normalize function (upstream's choice): a reward's offset carries no meaning, a
+# cost's sign does (C > 0 unsafe), and a critic's value must stay in the return's units.
+SCORE_TYPES = {"reward": "affine", "cost": "scale", "critic": "identity"}
+SCORE_CONFIG_KEYS = (
+    "score_dim",
+    "score_type",
+    "score_bias",
+    "do_normalize",
+    "normalizer_type",
+    "momentum",
+    "mean",
+    "var",
+)
+OVERRIDABLE = frozenset({"score_dim", "score_bias", "do_normalize", "normalizer_type", "momentum"})
+WEIGHTS_NAME = "model.safetensors"
+# Non-persistent buffers that older transformers versions still wrote into Llama checkpoints.
+IGNORED_UNEXPECTED_SUFFIXES = ("rotary_emb.inv_freq",)
+
+
+class ScoreOutput(NamedTuple):
+    """What a score model returns. Scores are float32 whatever the backbone's dtype."""
+
+    scores: Tensor  # (B, L, D) per-token scores, normalized when do_normalize
+    end_scores: Tensor  # (B, D) the score at each row's last attended token
+    end_index: Tensor  # (B,) long, position of that token
+
+
+class ScoreModel(nn.Module):
+    """Backbone + linear score head + normalizer (upstream safe-rlhf's ``<Arch>ForScore``).
+
+    Args:
+        backbone: the transformer without LM head (e.g. ``LlamaModel``); a model with a head
+            (``LlamaForCausalLM``) is accepted and its ``base_model`` is kept.
+        score_dim: scores per token (D).
+        score_type: "reward" (normalized affinely), "cost" (scaled only, the sign survives) or
+            "critic" (never normalized).
+        score_bias: whether the score head has a bias.
+        do_normalize: whether ``forward`` returns normalized scores. The statistics are updated
+            from the end scores in training mode whether or not this is set (as upstream), so a
+            reward model trained raw can be used normalized later.
+        normalizer_type: "RunningMeanStd", "ExponentialMovingAverage" or None (statistics stay
+            as loaded).
+        momentum: the EMA's momentum (None: 0.9).
+
+    A new score head is initialised as upstream's effectively is: inside a Hugging Face model,
+    ``post_init`` / missing-key initialisation gives every ``nn.Linear`` weights drawn from
+    N(0, ``config.initializer_range``) (0.02 by default) and a zero bias. The draw uses the
+    global RNG, so seed it for reproducible heads.
+    """
+
+    def __init__(
+        self,
+        backbone: PreTrainedModel,
+        *,
+        score_dim: int = 1,
+        score_type: str = "reward",
+        score_bias: bool = True,
+        do_normalize: bool = False,
+        normalizer_type: NormalizerType | None = None,
+        momentum: float | None = None,
+    ) -> None:
+        super().__init__()
+        if score_type not in SCORE_TYPES:
+            raise ValueError(f"score_type must be one of {sorted(SCORE_TYPES)}, got {score_type!r}")
+        if backbone.base_model is not backbone:
+            log.info("score model: using %s without its head", type(backbone).__name__)
+            backbone = backbone.base_model
+        self.model = backbone  # the name gives upstream's `model.*` weight names
+        # ALiBi models (Bloom) take no position ids; they derive positions from the mask.
+        self._takes_position_ids = "position_ids" in inspect.signature(backbone.forward).parameters
+        self.score_dim = score_dim
+        self.score_type = score_type
+        self.score_bias = score_bias
+        self.do_normalize = do_normalize
+        self.normalizer_type = normalizer_type
+        self.momentum = momentum
+        weight = next(backbone.parameters())
+        self.score_head = nn.Linear(
+            backbone.config.hidden_size,
+            score_dim,
+            bias=score_bias,
+            dtype=weight.dtype,
+            device=weight.device,
+        )
+        with torch.no_grad():
+            self.score_head.weight.normal_(std=getattr(backbone.config, "initializer_range", 0.02))
+            if score_bias:
+                self.score_head.bias.zero_()
+        # Kept in float32 even for a bf16 backbone: statistics accumulate over a whole run.
+        self.normalizer = build_normalizer(
+            normalizer_type, SCORE_TYPES[score_type], score_dim, momentum
+        ).to(weight.device)
+
+    @property
+    def config(self) -> PretrainedConfig:
+        """The backbone's config (the score fields live on this module, see ``score_config``)."""
+        return self.model.config
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> ScoreOutput:
+        """Score every token of ``input_ids`` (B, L) given ``attention_mask`` (B, L), True = valid.
+
+        Padding may be on either side (or both): position ids are counted over valid tokens only,
+        so a row's scores do not depend on where its padding is. (Deliberate deviation: upstream
+        leaves position ids to the backbone, which numbers pad slots too; for the right-padded
+        batches upstream uses the two agree.) A row without any valid token gets end_index 0.
+        """
+        mask = attention_mask.bool()  # (B, L)
+        inputs: dict[str, Tensor] = {"input_ids": input_ids, "attention_mask": mask}
+        if self._takes_position_ids:
+            inputs["position_ids"] = (mask.long().cumsum(dim=-1) - 1).clamp(min=0)  # (B, L)
+        hidden = self.model(**inputs, use_cache=False).last_hidden_state  # (B, L, E)
+        scores = self.score_head(hidden).float()  # (B, L, D)
+        positions = torch.arange(mask.shape[1], device=mask.device)  # (L,)
+        end_index = torch.where(mask, positions, 0).amax(dim=1)  # (B,) last valid position
+        end_scores = scores[torch.arange(scores.shape[0], device=scores.device), end_index]
+        if self.training:
+            self._update_normalizer(end_scores)
+        if self.do_normalize:
+            scores = self.normalizer.normalize(scores)
+            end_scores = self.normalizer.normalize(end_scores)
+        return ScoreOutput(scores=scores, end_scores=end_scores, end_index=end_index)
+
+    @torch.no_grad()
+    def _update_normalizer(self, end_scores: Tensor) -> None:
+        """Update the statistics from the end scores of every rank, as upstream does, so that all
+        ranks keep identical normalizers (all_gather assumes equal batch sizes on every rank)."""
+        end_scores = end_scores.detach()  # (B, D)
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            gathered = [torch.zeros_like(end_scores) for _ in range(dist.get_world_size())]
+            dist.all_gather(gathered, end_scores)
+            end_scores = torch.cat(gathered, dim=0)  # (world * B, D)
+        self.normalizer.update(end_scores)
+
+    def score_config(self) -> dict[str, Any]:
+        """The ``config.json`` of this model's folder: the backbone config + upstream's fields."""
+        config = json.loads(self.model.config.to_json_string(use_diff=False))
+        architecture = type(self.model).__name__.removesuffix("Model") + "ForScore"
+        config.update(
+            architectures=[architecture],
+            score_dim=self.score_dim,
+            score_type=self.score_type,
+            score_bias=self.score_bias,
+            do_normalize=self.do_normalize,
+            normalizer_type=self.normalizer_type,
+            momentum=self.momentum,
+            mean=self.normalizer.mean.tolist(),
+            var=self.normalizer.var.tolist(),
+        )
+        if _bias_key_is_free(self.model.config):
+            config["bias"] = self.score_bias  # what upstream versions before `score_bias` read
+        return config
+
+    def save_pretrained(
+        self, folder: str | Path, tokenizer: PreTrainedTokenizerBase | None = None
+    ) -> Path:
+        """Write ``config.json``, ``model.safetensors`` (and the tokenizer) atomically."""
+        return save_pretrained_atomic(_FolderWriter(self), tokenizer, folder)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        folder: str | Path,
+        *,
+        score_type: str | None = None,
+        dtype: str = "float32",
+        trust_remote_code: bool = False,
+        **overrides: Any,
+    ) -> ScoreModel:
+        """Load a score model folder (ours or upstream's), or start one from a causal-LM folder.
+
+        - A score-model folder (config.json has score fields or a ``*ForScore`` architecture):
+          the backbone is rebuilt from its config and every weight is loaded from
+          ``model.safetensors`` (or ``pytorch_model.bin``, read with ``weights_only=True``;
+          sharded indexes too). Missing or unexpected keys are an error naming them; the only
+          exception is a missing ``normalizer.*``, which falls back to config ``mean``/``var``
+          as upstream's loader does. ``score_type`` (e.g. "critic" to start V_R from R) and
+          ``overrides`` replace the saved settings.
+        - A causal-LM folder (e.g. the SFT policy): the backbone weights are loaded with
+          ``AutoModel`` (the LM head is dropped) and a new score head is initialised (see the
+          class docstring); ``score_type`` must be given.
+
+        ``overrides`` may set score_dim, score_bias, do_normalize, normalizer_type, momentum. The
+        model is returned in eval mode, like Hugging Face's ``from_pretrained``.
+        """
+        folder = Path(folder)
+        unknown = set(overrides) - OVERRIDABLE
+        if unknown:
+            raise TypeError(
+                f"unknown score model settings {sorted(unknown)}; use {sorted(OVERRIDABLE)}"
+            )
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+        config_file = folder / "config.json"
+        if not config_file.is_file():
+            raise FileNotFoundError(f"{folder} is not a model folder (no config.json)")
+        raw = json.loads(config_file.read_text())
+        if _is_score_config(raw):
+            model = cls._from_score_folder(
+                folder, raw, score_type, dtype, trust_remote_code, overrides
+            )
+        else:
+            if score_type is None:
+                raise ValueError(
+                    f"{folder} holds a causal LM without a score head: pass score_type="
+                    f"{'|'.join(SCORE_TYPES)} to start a score model from it"
+                )
+            backbone = AutoModel.from_pretrained(
+                folder, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code
+            )
+            model = cls(backbone, score_type=score_type, **overrides)
+            log.info(
+                "started a %s model from the causal LM in %s (new score head)", score_type, folder
+            )
+        return model.eval()
+
+    @classmethod
+    def _from_score_folder(
+        cls,
+        folder: Path,
+        raw: dict[str, Any],
+        score_type: str | None,
+        dtype: str,
+        trust_remote_code: bool,
+        overrides: dict[str, Any],
+    ) -> ScoreModel:
+        config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
+        state_dict = _read_state_dict(folder)
+        settings = _score_settings(raw, state_dict, bias_key_free=_bias_key_is_free(config))
+        settings.update(overrides)
+        if score_type is not None:
+            settings["score_type"] = score_type
+        # The score fields belong to the score model, not to the backbone's config.
+        for key in (*SCORE_CONFIG_KEYS, *(("bias",) if _bias_key_is_free(config) else ())):
+            if hasattr(config, key):
+                delattr(config, key)
+        with _skip_weight_init():  # every weight is overwritten below
+            backbone = AutoModel.from_config(
+                config, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code
+            )
+        model = cls(backbone, **settings)
+        model._load_weights(state_dict, folder, raw)
+        log.info("loaded a %s model from %s", model.score_type, folder)
+        return model
+
+    def _load_weights(self, state_dict: dict[str, Tensor], folder: Path, raw: dict) -> None:
+        expected = self.state_dict().keys()
+        unexpected = sorted(
+            key
+            for key in state_dict
+            if key not in expected and not key.endswith(IGNORED_UNEXPECTED_SUFFIXES)
+        )
+        missing = sorted(key for key in expected if key not in state_dict)
+        missing_statistics = [key for key in missing if key.startswith("normalizer.")]
+        missing = [key for key in missing if not key.startswith("normalizer.")]
+        if missing or unexpected:
+            raise ValueError(
+                f"the weights in {folder} do not match the score model its config.json describes "
+                f"(score_dim={self.score_dim}, score_bias={self.score_bias}): "
+                f"missing keys {_some(missing)}; unexpected keys {_some(unexpected)}"
+            )
+        self.load_state_dict({k: v for k, v in state_dict.items() if k in expected}, strict=False)
+        if missing_statistics:
+            log.warning("%s has no %s; using config mean/var", folder, missing_statistics)
+            if raw.get("mean") is not None and raw.get("var") is not None:
+                self.normalizer.set_mean_var(raw["mean"], raw["var"])
+
+
+class _FolderWriter:
+    """Adapts a ScoreModel to the ``save_pretrained(folder, safe_serialization)`` call that
+    ``save_pretrained_atomic`` makes, so the temp-folder-then-rename logic lives in one place."""
+
+    def __init__(self, model: ScoreModel) -> None:
+        self.model = model
+
+    def save_pretrained(self, folder: str | Path, safe_serialization: bool = True) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        save_file(state, folder / WEIGHTS_NAME, metadata={"format": "pt"})
+        config = json.dumps(self.model.score_config(), indent=2, sort_keys=True)
+        (folder / "config.json").write_text(config + "\n")
+
+
+def _is_score_config(raw: dict[str, Any]) -> bool:
+    architectures = raw.get("architectures") or []
+    return (
+        "score_dim" in raw
+        or "score_type" in raw
+        or any(name.endswith("ForScore") for name in architectures)
+    )
+
+
+def _score_settings(
+    raw: dict[str, Any], state_dict: dict[str, Tensor], *, bias_key_free: bool
+) -> dict[str, Any]:
+    """Constructor settings from a score folder's config.json (upstream's defaults if absent)."""
+    bias = raw.get("score_bias")
+    if bias is None and bias_key_free:
+        bias = raw.get("bias")  # upstream before the rename
+    if bias is None:
+        bias = "score_head.bias" in state_dict
+    head = state_dict.get("score_head.weight")
+    return {
+        "score_dim": raw.get("score_dim", head.shape[0] if head is not None else 1),
+        "score_type": raw.get("score_type", "reward"),
+        "score_bias": bool(bias),
+        "do_normalize": bool(raw.get("do_normalize", False)),
+        "normalizer_type": raw.get("normalizer_type"),
+        "momentum": raw.get("momentum"),
+    }
+
+
+def _bias_key_is_free(config: PretrainedConfig) -> bool:
+    """Whether ``bias`` is free for the score head (a Falcon config, say, uses it for itself)."""
+    try:
+        return not hasattr(type(config)(), "bias")
+    except Exception:  # a remote-code config that cannot be built with defaults: leave it alone
+        return False
+
+
+def _read_state_dict(folder: Path) -> dict[str, Tensor]:
+    """All weights in ``folder``: safetensors preferred, pickled .bin only as weights_only."""
+    for single, index in (
+        (WEIGHTS_NAME, "model.safetensors.index.json"),
+        ("pytorch_model.bin", "pytorch_model.bin.index.json"),
+    ):
+        if (folder / single).is_file():
+            files = [single]
+        elif (folder / index).is_file():
+            files = sorted(set(json.loads((folder / index).read_text())["weight_map"].values()))
+        else:
+            continue
+        state: dict[str, Tensor] = {}
+        for name in files:
+            if name.endswith(".safetensors"):
+                state.update(load_file(folder / name))
+            else:
+                state.update(torch.load(folder / name, map_location="cpu", weights_only=True))
+        return state
+    raise FileNotFoundError(
+        f"no {WEIGHTS_NAME} or pytorch_model.bin (or sharded index) in {folder}"
+    )
+
+
+def _skip_weight_init() -> contextlib.AbstractContextManager:
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:  # moved in another transformers version: initialising is only slower
+        return contextlib.nullcontext()
+    return no_init_weights()
+
+
+def _some(keys: list[str], limit: int = 8) -> str:
+    if not keys:
+        return "[]"
+    shown = ", ".join(keys[:limit])
+    return f"[{shown}{f', ... ({len(keys)} in all)' if len(keys) > limit else ''}]"
