@@ -33,7 +33,7 @@ install: $(BIN)/.installed
 # The embedded default end to end (for now: data generation and SFT). Each step is a file target,
 # so running it again re-runs only what is missing.
 demo: install sft
-	@cat $(ROUND1)/sft/results.json
+	@cat $(ROUND1)/sft/summary.md
 
 data: data/benchmark/manifest.json
 data/benchmark/manifest.json: | $(BIN)/.installed

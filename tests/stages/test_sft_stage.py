@@ -81,6 +81,8 @@ def test_sft_run_logs_losses_and_oracle_metrics(sft_run):
         assert saved[split]["num_responses"] == 12
         assert 0.0 <= saved[split]["harmful_ratio"] <= 1.0
     assert (run_dir / "config.yaml").exists()
+    summary = (run_dir / "summary.md").read_text()
+    assert "| harmful ratio (harmful prompts) ↓ |" in summary and "untrained" in summary
     (metrics_file,) = (run_dir / "logs").glob("version_*/metrics.csv")
     with metrics_file.open() as handle:
         rows = list(csv.DictReader(handle))

@@ -11,7 +11,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from ..config import RunConfig, SFTStageConfig
 from ..data import PromptTemplate, SupervisedDataModule, load_records
-from ..evaluation import oracle_evaluate_policy
+from ..evaluation import oracle_evaluate_policy, oracle_table
 from ..models import save_pretrained_atomic
 from ..stages import SFTModule
 from .components import (
@@ -24,6 +24,7 @@ from .components import (
     uses_benchmark,
     write_json_atomic,
     write_jsonl_atomic,
+    write_text_atomic,
 )
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ def run_sft(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
         results["test"], rows = _oracle_eval(model, tokenizer, eval_prompts, template, stage)
         log_metrics(trainer, {f"test/{k}": v for k, v in results["test"].items()})
         write_jsonl_atomic(run_dir / "samples.jsonl", rows)
-        _log_summary(results)
+        _write_summary(run_dir, results)
     write_json_atomic(run_dir / "results.json", results)
     return results
 
@@ -116,9 +117,10 @@ def _oracle_eval(model, tokenizer, prompts, template, stage: SFTStageConfig):
     )
 
 
-def _log_summary(results: dict) -> None:
-    keys = ("helpfulness_benign", "harmful_ratio_harmful", "harmful_ratio_dual_use", "cost")
-    for split in ("init", "test"):
-        if split in results:
-            shown = ", ".join(f"{k}={results[split][k]:.3f}" for k in keys if k in results[split])
-            log.info("oracle %s: %s", split, shown)
+def _write_summary(run_dir: Path, results: dict) -> None:
+    columns = {"untrained": results["init"]} if "init" in results else {}
+    columns["SFT"] = results["test"]
+    table = oracle_table(columns)
+    text = f"# SFT: oracle evaluation on held-out benchmark prompts\n\n{table}"
+    write_text_atomic(run_dir / "summary.md", text)
+    log.info("oracle evaluation (%s):\n%s", run_dir / "summary.md", table)
