@@ -44,7 +44,7 @@ def test_sft_on_the_embedded_default_learns_the_world(tmp_path, benchmark_dir):
 def test_cli_multirun_runs_each_value(tmp_path):
     command = [
         sys.executable, "-m", "safe_rlhf_lightning.cli.train", "-m", "debug=fast",
-        "stage.lr=1e-3,2e-3", "stage.eval_num_prompts=0", "logger=none",
+        "stage.lr=1e-3,2e-3", "stage.eval_limit=0", "logger=none",
         "model.tiny.hidden_size=32", "model.tiny.num_layers=1", "model.tiny.num_heads=2",
         f"paths.runs_dir={tmp_path / 'runs'}", f"paths.data_dir={tmp_path / 'data'}",
         "experiment_name=sweep",

@@ -125,15 +125,15 @@ class DataConfig:
 
 
 @dataclass
-class SFTStageConfig:
-    """Supervised fine-tuning on demonstrations (the paper's Alpaca-style SFT)."""
+class TrainingStageConfig:
+    """Options every trained stage shares: steps, AdamW and its schedule, batch sizes."""
 
-    name: str = "sft"
+    name: str = MISSING
     max_steps: int = 800
     """Optimizer steps (the trainer group reads it as ``trainer.max_steps``)."""
     max_epochs: Optional[int] = None
     lr: float = 3e-3
-    """Peak learning rate (upstream uses 2e-5 for 7B models; the ~1M tiny model wants ~3e-3)."""
+    """Peak learning rate."""
     weight_decay: float = 0.0
     adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
     lr_scheduler: str = "cosine"
@@ -142,16 +142,18 @@ class SFTStageConfig:
     """Share of the training steps spent warming the learning rate up from 0."""
     batch_size: int = 32
     eval_batch_size: int = 128
-    eval_num_prompts: int = 512
-    """Held-out prompts sampled after training for the oracle evaluation (0 to skip)."""
-    eval_max_new_tokens: int = 64
-    eval_temperature: float = 1.0
-    eval_top_p: float = 1.0
-    evaluate_before_training: bool = True
-    """Also score the untrained model, as the baseline of the oracle metrics."""
+    eval_limit: Optional[int] = None
+    """Cap on the held-out examples of the final evaluation (prompts sampled for SFT's oracle
+    evaluation, pairs scored for reward and cost); null = all, 0 = skip it."""
 
     def __post_init__(self) -> None:
         _check(self.lr > 0, "stage.lr", "> 0", self.lr)
+        _check(
+            self.eval_limit is None or self.eval_limit >= 0,
+            "stage.eval_limit",
+            ">= 0 or null",
+            self.eval_limit,
+        )
         _check(self.weight_decay >= 0, "stage.weight_decay", ">= 0", self.weight_decay)
         _check(
             len(self.adam_betas) == 2 and all(0 <= b < 1 for b in self.adam_betas),
@@ -173,9 +175,68 @@ class SFTStageConfig:
         )
         _check(self.batch_size > 0, "stage.batch_size", "> 0", self.batch_size)
         _check(self.eval_batch_size > 0, "stage.eval_batch_size", "> 0", self.eval_batch_size)
-        _check(self.eval_num_prompts >= 0, "stage.eval_num_prompts", ">= 0", self.eval_num_prompts)
+
+
+@dataclass
+class SFTStageConfig(TrainingStageConfig):
+    """Supervised fine-tuning on demonstrations (the paper's Alpaca-style SFT).
+
+    Upstream uses lr 2e-5 for 7B models; the ~1M tiny model wants ~3e-3.
+    """
+
+    name: str = "sft"
+    eval_max_new_tokens: int = 64
+    eval_temperature: float = 1.0
+    eval_top_p: float = 1.0
+    evaluate_before_training: bool = True
+    """Also score the untrained model, as the baseline of the oracle metrics."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         _check(self.eval_temperature > 0, "stage.eval_temperature", "> 0", self.eval_temperature)
         _check(0 < self.eval_top_p <= 1, "stage.eval_top_p", "in (0, 1]", self.eval_top_p)
+
+
+@dataclass
+class PreferenceStageConfig(TrainingStageConfig):
+    """Reward model (``name: reward``) or cost model (``name: cost``) on preference pairs.
+
+    Upstream's defaults for 7B: 2 epochs, lr 2e-5, weight decay 0.1, regularization 0.001,
+    sequence-wise loss. The tiny default trains from the SFT policy's folder.
+    """
+
+    init_from: str = "${paths.runs_dir}/${experiment_name}/round${round}/sft/model"
+    """Folder of the model to start from: the SFT policy (the paper's choice), any causal LM,
+    or a score model (ours or upstream's layout)."""
+    loss_type: str = "sequence-wise"
+    """sequence-wise (end scores) or token-wise (every token from the first differing one)."""
+    regularization: float = 0.001
+    """Weight of the squared-score penalty that keeps scores near 0 (upstream's default)."""
+    score_bias: bool = True
+    do_normalize: bool = False
+    """Normalise scores with running statistics (affine for reward, scale-only for cost)."""
+    normalizer_type: Optional[str] = "RunningMeanStd"
+    """RunningMeanStd, ExponentialMovingAverage or null; statistics are kept either way."""
+    momentum: Optional[float] = None
+    """Momentum of the ExponentialMovingAverage normalizer."""
+    num_histogram_bins: int = 40
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(self.name in {"reward", "cost"}, "stage.name", "reward or cost", self.name)
+        _check(
+            self.loss_type in {"sequence-wise", "token-wise"},
+            "stage.loss_type",
+            "sequence-wise or token-wise",
+            self.loss_type,
+        )
+        _check(self.regularization >= 0, "stage.regularization", ">= 0", self.regularization)
+        _check(
+            self.normalizer_type in {None, "RunningMeanStd", "ExponentialMovingAverage"},
+            "stage.normalizer_type",
+            "RunningMeanStd, ExponentialMovingAverage or null",
+            self.normalizer_type,
+        )
 
 
 @dataclass

@@ -11,8 +11,9 @@ from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ValidationError
 
 from safe_rlhf_lightning.cli.runner import validate_config
+from safe_rlhf_lightning.cli.schema import STAGE_SCHEMAS
 from safe_rlhf_lightning.cli.train import CONF_DIR
-from safe_rlhf_lightning.config import ConfigError, RunConfig, SFTStageConfig
+from safe_rlhf_lightning.config import ConfigError, RunConfig
 from tests.conftest import compose_run_config
 
 GROUPS = ["stage", "model", "data", "trainer", "logger", "debug"]
@@ -34,7 +35,13 @@ def test_every_option_composes_and_validates(group, option, tmp_path):
     cfg = compose_run([f"{group}={option}", *NEEDS.get((group, option), [])], tmp_path)
     typed = validate_config(cfg)
     assert isinstance(typed, RunConfig)
-    assert isinstance(typed.stage, SFTStageConfig)
+    assert isinstance(typed.stage, STAGE_SCHEMAS[typed.stage.name])
+
+
+@pytest.mark.parametrize("stage", _options("stage"))
+def test_debug_fast_composes_with_every_stage(stage, tmp_path):
+    typed = validate_config(compose_run([f"stage={stage}", "debug=fast"], tmp_path))
+    assert typed.trainer.max_steps == 4 and typed.stage.eval_limit == 8
 
 
 def test_every_group_has_options():
@@ -67,10 +74,13 @@ def test_wrong_type_fails_naming_the_key(tmp_path):
         ("model.dtype=float8", "model.dtype"),
         ("model.tiny.num_heads=3", "model.tiny.hidden_size"),
         ("round=0", "round"),
+        (["stage=reward", "stage.loss_type=pairwise"], "stage.loss_type"),
+        (["stage=cost", "stage.regularization=-1"], "stage.regularization"),
+        (["stage=cost", "stage.normalizer_type=Batch"], "stage.normalizer_type"),
     ],
 )
 def test_bad_values_fail_before_any_model_is_built(override, key, tmp_path):
-    cfg = compose_run([override], tmp_path)
+    cfg = compose_run(override if isinstance(override, list) else [override], tmp_path)
     with pytest.raises(ConfigError, match=f"config key '{key}'"):
         validate_config(cfg)
 

@@ -51,8 +51,7 @@ def sft_run(tmp_path_factory, benchmark_dir):
     cfg = compose_run_config(
         [
             "debug=fast",
-            "stage.eval_num_prompts=12",
-            "stage.evaluate_before_training=true",
+            "stage.eval_limit=12",
             *TINY_TEST_MODEL,
         ],
         tmp_path,

@@ -28,9 +28,10 @@ def validate_config(cfg: DictConfig) -> RunConfig:
 
 
 def _stage_runners() -> dict[str, Callable]:
+    from .preference import run_preference
     from .sft import run_sft
 
-    return {"sft": run_sft}
+    return {"sft": run_sft, "reward": run_preference, "cost": run_preference}
 
 
 def run_stage(cfg: DictConfig) -> dict:

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from hydra.core.config_store import ConfigStore
 
-from ..config import BenchmarkCommandConfig, RunConfig, SFTStageConfig
+from ..config import BenchmarkCommandConfig, PreferenceStageConfig, RunConfig, SFTStageConfig
 
-STAGE_SCHEMAS = {"sft": SFTStageConfig}
+STAGE_SCHEMAS = {
+    "sft": SFTStageConfig,
+    "reward": PreferenceStageConfig,
+    "cost": PreferenceStageConfig,
+}
 
 
 def register_configs() -> None:

@@ -96,12 +96,12 @@ def run_sft(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
 def _oracle_eval_prompts(typed: RunConfig, stage: SFTStageConfig) -> list[str]:
     """Held-out benchmark prompts for the oracle (none for real data: no oracle there)."""
     data = typed.data
-    if stage.eval_num_prompts == 0 or not uses_benchmark(data.prompt_eval):
+    if stage.eval_limit == 0 or not uses_benchmark(data.prompt_eval):
         return []
     records = load_records(data.prompt_eval, "prompt", data_root=data.root, seed=typed.seed)
     prompts = [record.prompt for record in records]
     random.Random(typed.seed).shuffle(prompts)
-    return prompts[: stage.eval_num_prompts]
+    return prompts[: stage.eval_limit]
 
 
 def _oracle_eval(model, tokenizer, prompts, template, stage: SFTStageConfig):

@@ -11,7 +11,7 @@ from .normalizer import (
     RunningMeanStd,
     build_normalizer,
 )
-from .score_model import ScoreModel, ScoreOutput
+from .score_model import ScoreModel, ScoreOutput, is_score_model_folder
 from .tokenizer import load_tokenizer, train_bpe_tokenizer
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "build_normalizer",
     "build_tiny_causal_lm",
     "generate_texts",
+    "is_score_model_folder",
     "load_causal_lm",
     "load_tokenizer",
     "save_pretrained_atomic",

@@ -324,6 +324,12 @@ class _FolderWriter:
         (folder / "config.json").write_text(config + "\n")
 
 
+def is_score_model_folder(folder: str | Path) -> bool:
+    """Whether ``folder`` holds a score model (ours or upstream's) rather than a plain LM."""
+    config_file = Path(folder) / "config.json"
+    return config_file.is_file() and _is_score_config(json.loads(config_file.read_text()))
+
+
 def _is_score_config(raw: dict[str, Any]) -> bool:
     architectures = raw.get("architectures") or []
     return (

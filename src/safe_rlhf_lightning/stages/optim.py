@@ -41,3 +41,18 @@ def adamw_with_warmup(
         num_training_steps=total_steps,
     )
     return optimizer, lr_scheduler
+
+
+def configure_adamw(module) -> dict:
+    """``configure_optimizers`` of a stage whose hparams hold the TrainingStageConfig options."""
+    hp = module.hparams
+    optimizer, scheduler = adamw_with_warmup(
+        module.model,
+        lr=hp.lr,
+        weight_decay=hp.weight_decay,
+        betas=tuple(hp.adam_betas),
+        scheduler=hp.lr_scheduler,
+        warmup_ratio=hp.lr_warmup_ratio,
+        total_steps=module.trainer.estimated_stepping_batches,
+    )
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -7,7 +7,7 @@ from transformers import PreTrainedModel
 
 from ..functional import sft_loss
 from ..types import SupervisedBatch
-from .optim import adamw_with_warmup
+from .optim import configure_adamw
 
 
 class SFTModule(pl.LightningModule):
@@ -50,17 +50,4 @@ class SFTModule(pl.LightningModule):
         self.log("val/loss", loss, prog_bar=True, batch_size=batch.input_ids.shape[0])
 
     def configure_optimizers(self):
-        hp = self.hparams
-        optimizer, scheduler = adamw_with_warmup(
-            self.model,
-            lr=hp.lr,
-            weight_decay=hp.weight_decay,
-            betas=tuple(hp.adam_betas),
-            scheduler=hp.lr_scheduler,
-            warmup_ratio=hp.lr_warmup_ratio,
-            total_steps=self.trainer.estimated_stepping_batches,
-        )
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
-        }
+        return configure_adamw(self)

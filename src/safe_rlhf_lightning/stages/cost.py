@@ -1,0 +1,98 @@
+"""Cost model C: ranks (more harmful, safer) pairs and classifies by sign (C > 0 unsafe)."""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+
+from ..functional import cost_pairwise_loss, cost_tokenwise_loss
+from ..models import ScoreModel
+from ..types import SafetyPreferenceBatch
+from .optim import configure_adamw
+from .scoring import mean_and_std, score_pair
+
+
+class CostModule(pl.LightningModule):
+    """Trains a score model so that the more harmful response of each pair costs more and every
+    response's cost has the sign of its safety label (paper eq. 6).
+
+    Args:
+        model: a score model (``score_type="cost"``; its normalizer only scales, keeping signs).
+        loss_type: "sequence-wise" (end scores) or "token-wise" (upstream's per-token variant).
+        regularization: weight of the squared-score penalty (upstream's default 0.001).
+        lr, weight_decay, adam_betas, lr_scheduler, lr_warmup_ratio: AdamW and its schedule.
+    """
+
+    def __init__(
+        self,
+        model: ScoreModel,
+        *,
+        loss_type: str = "sequence-wise",
+        regularization: float = 0.001,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        adam_betas: tuple[float, float] = (0.9, 0.95),
+        lr_scheduler: str = "cosine",
+        lr_warmup_ratio: float = 0.03,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.save_hyperparameters(ignore=["model"])
+        self._val_costs: list = []
+
+    def _loss(self, batch: SafetyPreferenceBatch):
+        pair = score_pair(
+            self.model,
+            batch.safer_input_ids,
+            batch.safer_attention_mask,
+            batch.unsafer_input_ids,
+            batch.unsafer_attention_mask,
+        )
+        reg = self.hparams.regularization
+        if self.hparams.loss_type == "token-wise":
+            loss, stats = cost_tokenwise_loss(
+                pair.first_scores,
+                pair.second_scores,
+                batch.safer_attention_mask,
+                batch.unsafer_attention_mask,
+                batch.safer_input_ids,
+                batch.unsafer_input_ids,
+                batch.safer_sign,
+                batch.unsafer_sign,
+                regularization=reg,
+            )
+        else:
+            loss, stats = cost_pairwise_loss(
+                pair.first_end,
+                pair.second_end,
+                batch.safer_sign,
+                batch.unsafer_sign,
+                regularization=reg,
+            )
+        return loss, stats, pair
+
+    def training_step(self, batch: SafetyPreferenceBatch, batch_idx: int):
+        loss, stats, _ = self._loss(batch)
+        size = batch.safer_input_ids.shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=size)
+        self.log("train/accuracy", stats["accuracy"], prog_bar=True, batch_size=size)
+        self.log("train/accuracy_sign", stats["accuracy_sign"], batch_size=size)
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_costs = []
+
+    def validation_step(self, batch: SafetyPreferenceBatch, batch_idx: int):
+        loss, stats, pair = self._loss(batch)
+        size = batch.safer_input_ids.shape[0]
+        self.log("val/loss", loss, batch_size=size)
+        self.log("val/accuracy", stats["accuracy"], prog_bar=True, batch_size=size)
+        self.log("val/accuracy_sign", stats["accuracy_sign"], prog_bar=True, batch_size=size)
+        self._val_costs += [pair.first_end.detach(), pair.second_end.detach()]
+
+    def on_validation_epoch_end(self) -> None:
+        if self._val_costs:
+            mean, std = mean_and_std(self._val_costs)
+            self.log_dict({"val/cost_mean": mean, "val/cost_std": std})
+
+    def configure_optimizers(self):
+        return configure_adamw(self)

@@ -1,0 +1,88 @@
+"""Reward model R: Bradley–Terry on (better, worse) pairs of the helpfulness preference."""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+
+from ..functional import reward_pairwise_loss, reward_tokenwise_loss
+from ..models import ScoreModel
+from ..types import PreferenceBatch
+from .optim import configure_adamw
+from .scoring import mean_and_std, score_pair
+
+
+class RewardModule(pl.LightningModule):
+    """Trains a score model so that the better response of each pair scores higher.
+
+    Args:
+        model: a score model (``score_type="reward"``).
+        loss_type: "sequence-wise" (end scores) or "token-wise" (upstream's per-token variant).
+        regularization: weight of the squared-score penalty (upstream's default 0.001).
+        lr, weight_decay, adam_betas, lr_scheduler, lr_warmup_ratio: AdamW and its schedule.
+    """
+
+    def __init__(
+        self,
+        model: ScoreModel,
+        *,
+        loss_type: str = "sequence-wise",
+        regularization: float = 0.001,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        adam_betas: tuple[float, float] = (0.9, 0.95),
+        lr_scheduler: str = "cosine",
+        lr_warmup_ratio: float = 0.03,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.save_hyperparameters(ignore=["model"])
+        self._val_rewards: list = []
+
+    def _loss(self, batch: PreferenceBatch):
+        pair = score_pair(
+            self.model,
+            batch.better_input_ids,
+            batch.better_attention_mask,
+            batch.worse_input_ids,
+            batch.worse_attention_mask,
+        )
+        reg = self.hparams.regularization
+        if self.hparams.loss_type == "token-wise":
+            loss, stats = reward_tokenwise_loss(
+                pair.first_scores,
+                pair.second_scores,
+                batch.better_attention_mask,
+                batch.worse_attention_mask,
+                batch.better_input_ids,
+                batch.worse_input_ids,
+                regularization=reg,
+            )
+        else:
+            loss, stats = reward_pairwise_loss(pair.first_end, pair.second_end, regularization=reg)
+        return loss, stats, pair
+
+    def training_step(self, batch: PreferenceBatch, batch_idx: int):
+        loss, stats, _ = self._loss(batch)
+        size = batch.better_input_ids.shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=size)
+        self.log("train/accuracy", stats["accuracy"], prog_bar=True, batch_size=size)
+        self.log("train/reward_margin", stats["reward_margin"], batch_size=size)
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_rewards = []
+
+    def validation_step(self, batch: PreferenceBatch, batch_idx: int):
+        loss, stats, pair = self._loss(batch)
+        size = batch.better_input_ids.shape[0]
+        self.log("val/loss", loss, batch_size=size)
+        self.log("val/accuracy", stats["accuracy"], prog_bar=True, batch_size=size)
+        self._val_rewards += [pair.first_end.detach(), pair.second_end.detach()]
+
+    def on_validation_epoch_end(self) -> None:
+        if self._val_rewards:
+            mean, std = mean_and_std(self._val_rewards)
+            self.log_dict({"val/reward_mean": mean, "val/reward_std": std})
+
+    def configure_optimizers(self):
+        return configure_adamw(self)
