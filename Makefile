@@ -1,5 +1,6 @@
 # safe-rlhf-lightning: set-up, the embedded demo, tests and lint.
-#   make demo   create .venv, install, generate the embedded benchmark, run the pipeline
+#   make demo   create .venv, install, generate the embedded benchmark, train the SFT policy
+#   make reward train the round-1 reward model (after SFT); make cost: the cost model
 #   make test   create .venv, install, run the whole test suite
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -16,7 +17,7 @@ export HF_DATASETS_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo data sft test test-fast lint format clean clean-runs help
+.PHONY: install demo data sft reward cost test test-fast lint format clean clean-runs help
 
 help:
 	@sed -n 's/^#  *make /make /p' $(MAKEFILE_LIST)
@@ -42,6 +43,15 @@ data/benchmark/manifest.json: | $(BIN)/.installed
 sft: $(ROUND1)/sft/model/config.json
 $(ROUND1)/sft/model/config.json: data/benchmark/manifest.json
 	$(BIN)/safe-rlhf-train stage=sft experiment_name=$(EXPERIMENT) paths.runs_dir=$(RUNS)
+
+# Reward and cost models of round 1, each started from the round's SFT policy.
+reward: $(ROUND1)/reward/model/config.json
+$(ROUND1)/reward/model/config.json: $(ROUND1)/sft/model/config.json
+	$(BIN)/safe-rlhf-train stage=reward experiment_name=$(EXPERIMENT) paths.runs_dir=$(RUNS)
+
+cost: $(ROUND1)/cost/model/config.json
+$(ROUND1)/cost/model/config.json: $(ROUND1)/sft/model/config.json
+	$(BIN)/safe-rlhf-train stage=cost experiment_name=$(EXPERIMENT) paths.runs_dir=$(RUNS)
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
