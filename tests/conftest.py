@@ -40,6 +40,21 @@ def benchmark_dir(tmp_path_factory):
     return root
 
 
+def quick_trainer(**overrides):
+    """A CPU Trainer for smoke runs: two steps, no logger, checkpoints, bars or summaries."""
+    import pytorch_lightning as pl
+
+    settings = {
+        "max_steps": 2,
+        "accelerator": "cpu",
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+    }
+    return pl.Trainer(**{**settings, **overrides})
+
+
 TINY_TEST_MODEL = [
     "model.tiny.hidden_size=32",
     "model.tiny.num_layers=1",

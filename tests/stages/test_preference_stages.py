@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import pytorch_lightning as pl
 import torch
 
 from safe_rlhf_lightning.cli.runner import run_stage
@@ -13,7 +12,7 @@ from safe_rlhf_lightning.config import ConfigError
 from safe_rlhf_lightning.data import PreferenceDataModule
 from safe_rlhf_lightning.models import ScoreModel, build_tiny_causal_lm
 from safe_rlhf_lightning.stages import CostModule, RewardModule
-from tests.conftest import TINY_TEST_MODEL, compose_run_config
+from tests.conftest import TINY_TEST_MODEL, compose_run_config, quick_trainer
 
 
 @pytest.mark.parametrize(("module_class", "safety"), [(RewardModule, False), (CostModule, True)])
@@ -34,16 +33,8 @@ def test_two_steps_move_every_parameter(
         data_root=benchmark_dir,
         batch_size=8,
     )
-    trainer = pl.Trainer(
-        max_steps=2,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=2,
-        val_check_interval=2,  # validate at step 2, before the epoch ends
-    )
+    # Validate at step 2, before the epoch ends.
+    trainer = quick_trainer(limit_val_batches=2, val_check_interval=2)
     module = module_class(model, loss_type=loss_type, lr=1e-2, lr_warmup_ratio=0.0)
     trainer.fit(module, datamodule=datamodule)
     metrics = trainer.callback_metrics

@@ -6,7 +6,6 @@ import csv
 import json
 
 import pytest
-import pytorch_lightning as pl
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -14,7 +13,7 @@ from safe_rlhf_lightning.cli.runner import run_stage
 from safe_rlhf_lightning.data import SupervisedDataModule
 from safe_rlhf_lightning.models import build_tiny_causal_lm
 from safe_rlhf_lightning.stages import SFTModule
-from tests.conftest import TINY_TEST_MODEL, compose_run_config
+from tests.conftest import TINY_TEST_MODEL, compose_run_config, quick_trainer
 
 
 def test_sft_module_two_steps_moves_every_trained_parameter(small_tokenizer, benchmark_dir):
@@ -29,14 +28,7 @@ def test_sft_module_two_steps_moves_every_trained_parameter(small_tokenizer, ben
         data_root=benchmark_dir,
         batch_size=8,
     )
-    trainer = pl.Trainer(
-        max_steps=2,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = quick_trainer()
     module = SFTModule(model, lr=1e-2, lr_warmup_ratio=0.0, lr_scheduler="constant")
     trainer.fit(module, datamodule=datamodule)
     assert trainer.global_step == 2

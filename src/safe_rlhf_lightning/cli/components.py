@@ -10,9 +10,10 @@ from pathlib import Path
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig
+from pytorch_lightning.callbacks import ModelCheckpoint
 
 from ..benchmark import benchmark_corpus, generate_benchmark
-from ..config import ConfigError, DataConfig, ModelConfig
+from ..config import ConfigError, DataConfig, ModelConfig, RunConfig
 from ..data import PromptTemplate
 from ..models import (
     add_missing_special_tokens,
@@ -110,6 +111,18 @@ def build_trainer(cfg: DictConfig, run_dir: Path, loggers: list, callbacks: list
         default_root_dir=str(run_dir),
         _convert_="all",
     )
+
+
+def checkpointing(typed: RunConfig, run_dir: Path) -> tuple[list, str | None]:
+    """Callbacks that keep ``<run_dir>/checkpoints/last.ckpt``, and that file when a run resumes."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    callbacks = []
+    if typed.save_checkpoints:
+        callbacks.append(ModelCheckpoint(dirpath=last.parent, save_last=True, save_top_k=0))
+    if typed.resume and last.exists():
+        log.info("resuming from %s", last)
+        return callbacks, str(last)
+    return callbacks, None
 
 
 def log_metrics(trainer: pl.Trainer, metrics: dict[str, float]) -> None:

@@ -6,7 +6,6 @@ import logging
 from pathlib import Path
 
 from omegaconf import DictConfig
-from pytorch_lightning.callbacks import ModelCheckpoint
 
 from ..config import ConfigError, PreferenceStageConfig, RunConfig
 from ..data import PreferenceDataModule, PromptTemplate, load_records
@@ -16,6 +15,7 @@ from ..stages import CostModule, RewardModule
 from .components import (
     build_loggers,
     build_trainer,
+    checkpointing,
     ensure_benchmark,
     log_metrics,
     require_datasets,
@@ -50,11 +50,7 @@ def run_preference(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
         skip_bad_records=data.skip_bad_records,
         seed=typed.seed,
     )
-    callbacks = []
-    if typed.save_checkpoints:
-        callbacks.append(
-            ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0)
-        )
+    callbacks, ckpt_path = checkpointing(typed, run_dir)
     trainer = build_trainer(cfg, run_dir, build_loggers(cfg), callbacks)
     module = MODULES[stage.name](
         model,
@@ -66,8 +62,6 @@ def run_preference(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
         lr_scheduler=stage.lr_scheduler,
         lr_warmup_ratio=stage.lr_warmup_ratio,
     )
-    last = run_dir / "checkpoints" / "last.ckpt"
-    ckpt_path = str(last) if typed.resume and last.exists() else None
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     model.save_pretrained(run_dir / "model", tokenizer)
     log.info("saved the %s model to %s", stage.name, run_dir / "model")

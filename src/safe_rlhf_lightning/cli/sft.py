@@ -7,7 +7,6 @@ import random
 from pathlib import Path
 
 from omegaconf import DictConfig
-from pytorch_lightning.callbacks import ModelCheckpoint
 
 from ..config import RunConfig, SFTStageConfig
 from ..data import PromptTemplate, SupervisedDataModule, load_records
@@ -18,6 +17,7 @@ from .components import (
     build_loggers,
     build_policy,
     build_trainer,
+    checkpointing,
     ensure_benchmark,
     log_metrics,
     require_datasets,
@@ -51,11 +51,7 @@ def run_sft(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
         skip_bad_records=data.skip_bad_records,
         seed=typed.seed,
     )
-    callbacks = []
-    if typed.save_checkpoints:
-        callbacks.append(
-            ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0)
-        )
+    callbacks, ckpt_path = checkpointing(typed, run_dir)
     trainer = build_trainer(cfg, run_dir, build_loggers(cfg), callbacks)
 
     eval_prompts = _oracle_eval_prompts(typed, stage)
@@ -64,10 +60,6 @@ def run_sft(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
         results["init"], _ = _oracle_eval(model, tokenizer, eval_prompts, template, stage)
         log_metrics(trainer, {f"init/{k}": v for k, v in results["init"].items()})
 
-    last = run_dir / "checkpoints" / "last.ckpt"
-    ckpt_path = str(last) if typed.resume and last.exists() else None
-    if ckpt_path:
-        log.info("resuming from %s", ckpt_path)
     module = SFTModule(
         model,
         lr=stage.lr,
