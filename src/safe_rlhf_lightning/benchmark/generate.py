@@ -67,8 +67,8 @@ def generate_benchmark(
     *,
     num_sft_demos_per_prompt: int = 3,
     num_test_sft_demos_per_prompt: int = 1,
-    num_preference_pairs_per_prompt: int = 3,
-    num_test_preference_pairs_per_prompt: int = 2,
+    num_preference_pairs_per_prompt: int = 10,
+    num_test_preference_pairs_per_prompt: int = 4,
     test_fraction: float = 0.2,
     better_temperature: float = DEFAULT_BETTER_TEMPERATURE,
     safer_temperature: float = DEFAULT_SAFER_TEMPERATURE,
@@ -81,6 +81,10 @@ def generate_benchmark(
         seed: everything written is a function of this seed (and the parameters).
         num_sft_demos_per_prompt: demonstrations per train prompt (test: ``num_test_...``).
         num_preference_pairs_per_prompt: labelled pairs per train prompt (test: ``num_test_...``).
+            With 3 pairs a prompt (3,420 pairs) the tiny reward model memorised the label noise
+            within two epochs (held-out accuracy 0.59 against a ceiling of 0.72); 10 give it
+            11,400 pairs. 4 test pairs a prompt (1,200) keep the accuracies' standard error
+            near 1.3 points.
         test_fraction: share of each topic's (goal, template) combinations held out for test.
         better_temperature, safer_temperature: Bradley–Terry noise of the simulated annotators.
         safety_label_error_rate: chance that a safe/unsafe meta-label is flipped.
