@@ -7,6 +7,7 @@ option is documented on :class:`SupervisedDataModule`.
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ def pad_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
     return eos_token_id(tokenizer)
 
 
-class _TokenizedDataModule(pl.LightningDataModule):
+class _TokenizedDataModule(pl.LightningDataModule, ABC):
     """Shared wiring; subclasses say which record kind, dataset and collator they use."""
 
     kind: RecordKind
@@ -79,11 +80,11 @@ class _TokenizedDataModule(pl.LightningDataModule):
         self.train_dataset: Dataset[Any] | None = None
         self.eval_dataset: Dataset[Any] | None = None
 
-    def _make_dataset(self, records: list[Record]) -> Dataset[Any]:
-        raise NotImplementedError
+    @abstractmethod
+    def _make_dataset(self, records: list[Record]) -> Dataset[Any]: ...
 
-    def _make_collator(self) -> Callable[[list[Any]], Any]:
-        raise NotImplementedError
+    @abstractmethod
+    def _make_collator(self) -> Callable[[list[Any]], Any]: ...
 
     def _load(self, specs: list[str]) -> Dataset[Any]:
         records = load_records(

@@ -13,6 +13,7 @@ end scores into the statistics; ``normalize`` applies the model's normalize func
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Literal
 
 import torch
@@ -25,7 +26,7 @@ NORMALIZE_FUNCTIONS: tuple[str, ...] = ("affine", "scale", "translate", "identit
 NORMALIZER_TYPES: tuple[str | None, ...] = ("RunningMeanStd", "ExponentialMovingAverage", None)
 
 
-class Normalizer(nn.Module):
+class Normalizer(nn.Module, ABC):
     """Base class: the buffers and ``normalize``; subclasses define how ``update`` folds a batch in.
 
     Statistics start at mean 0, var 1, count 0 (upstream's initial values). Updates are computed
@@ -67,10 +68,9 @@ class Normalizer(nn.Module):
             return x - mean
         return x
 
-    @torch.no_grad()
+    @abstractmethod
     def update(self, batch: Tensor) -> None:
-        """Fold ``batch`` of shape (N, D) into the statistics."""
-        raise NotImplementedError
+        """Fold ``batch`` of shape (N, D) into the statistics (under ``torch.no_grad``)."""
 
     def forward(self, x: Tensor) -> Tensor:
         """Update from ``x`` (N, D) in training mode, then normalize it (upstream's semantics)."""
