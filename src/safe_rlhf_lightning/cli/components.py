@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from ..benchmark import benchmark_corpus, generate_benchmark
-from ..config import ConfigError, DataConfig, ModelConfig, RunConfig
+from ..config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainingStageConfig
 from ..data import PromptTemplate
 from ..models import (
     add_missing_special_tokens,
@@ -92,6 +92,32 @@ def build_policy(model_cfg: ModelConfig, template: PromptTemplate):
     )
     add_missing_special_tokens(tokenizer, model)
     return model, tokenizer
+
+
+def datamodule_options(typed: RunConfig, template: PromptTemplate) -> dict:
+    """The DataModule arguments every stage takes from ``data`` and the stage's batch sizes."""
+    data, stage = typed.data, typed.stage
+    return {
+        "data_root": data.root,
+        "template": template,
+        "max_length": data.max_length,
+        "batch_size": stage.batch_size,
+        "eval_batch_size": stage.eval_batch_size,
+        "num_workers": data.num_workers,
+        "skip_bad_records": data.skip_bad_records,
+        "seed": typed.seed,
+    }
+
+
+def optimizer_options(stage: TrainingStageConfig) -> dict:
+    """AdamW and schedule arguments of a stage module, from the stage's config."""
+    return {
+        "lr": stage.lr,
+        "weight_decay": stage.weight_decay,
+        "adam_betas": tuple(stage.adam_betas),
+        "lr_scheduler": stage.lr_scheduler,
+        "lr_warmup_ratio": stage.lr_warmup_ratio,
+    }
 
 
 def build_loggers(cfg: DictConfig) -> list:

@@ -16,8 +16,10 @@ from .components import (
     build_loggers,
     build_trainer,
     checkpointing,
+    datamodule_options,
     ensure_benchmark,
     log_metrics,
+    optimizer_options,
     require_datasets,
     write_json_atomic,
     write_jsonl_atomic,
@@ -41,14 +43,7 @@ def run_preference(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
         data.preference_train,
         data.preference_eval,
         safety=stage.name == "cost",
-        data_root=data.root,
-        template=template,
-        max_length=data.max_length,
-        batch_size=stage.batch_size,
-        eval_batch_size=stage.eval_batch_size,
-        num_workers=data.num_workers,
-        skip_bad_records=data.skip_bad_records,
-        seed=typed.seed,
+        **datamodule_options(typed, template),
     )
     callbacks, ckpt_path = checkpointing(typed, run_dir)
     trainer = build_trainer(cfg, run_dir, build_loggers(cfg), callbacks)
@@ -56,11 +51,7 @@ def run_preference(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
         model,
         loss_type=stage.loss_type,
         regularization=stage.regularization,
-        lr=stage.lr,
-        weight_decay=stage.weight_decay,
-        adam_betas=tuple(stage.adam_betas),
-        lr_scheduler=stage.lr_scheduler,
-        lr_warmup_ratio=stage.lr_warmup_ratio,
+        **optimizer_options(stage),
     )
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     model.save_pretrained(run_dir / "model", tokenizer)

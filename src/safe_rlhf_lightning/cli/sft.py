@@ -18,8 +18,10 @@ from .components import (
     build_policy,
     build_trainer,
     checkpointing,
+    datamodule_options,
     ensure_benchmark,
     log_metrics,
+    optimizer_options,
     require_datasets,
     uses_benchmark,
     write_json_atomic,
@@ -39,17 +41,7 @@ def run_sft(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
     model, tokenizer = build_policy(typed.model, template)
 
     datamodule = SupervisedDataModule(
-        tokenizer,
-        data.sft_train,
-        data.sft_eval,
-        data_root=data.root,
-        template=template,
-        max_length=data.max_length,
-        batch_size=stage.batch_size,
-        eval_batch_size=stage.eval_batch_size,
-        num_workers=data.num_workers,
-        skip_bad_records=data.skip_bad_records,
-        seed=typed.seed,
+        tokenizer, data.sft_train, data.sft_eval, **datamodule_options(typed, template)
     )
     callbacks, ckpt_path = checkpointing(typed, run_dir)
     trainer = build_trainer(cfg, run_dir, build_loggers(cfg), callbacks)
@@ -60,14 +52,7 @@ def run_sft(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
         results["init"], _ = _oracle_eval(model, tokenizer, eval_prompts, template, stage)
         log_metrics(trainer, {f"init/{k}": v for k, v in results["init"].items()})
 
-    module = SFTModule(
-        model,
-        lr=stage.lr,
-        weight_decay=stage.weight_decay,
-        adam_betas=tuple(stage.adam_betas),
-        lr_scheduler=stage.lr_scheduler,
-        lr_warmup_ratio=stage.lr_warmup_ratio,
-    )
+    module = SFTModule(model, **optimizer_options(stage))
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     results["train"] = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if data.sft_eval:

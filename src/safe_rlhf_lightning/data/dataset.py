@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 import torch
 from torch.utils.data import Dataset
@@ -79,7 +79,19 @@ def _log_truncated(label: str, num_truncated: int, total: int, max_length: int) 
         )
 
 
-class SupervisedDataset(Dataset[SupervisedExample]):
+class _ExampleList(Dataset[E], Generic[E]):
+    """A dataset of examples tokenized once up front (``self.examples``)."""
+
+    examples: list[E]
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index: int) -> E:
+        return self.examples[index]
+
+
+class SupervisedDataset(_ExampleList[SupervisedExample]):
     """Templated prompt + response + EOS with a loss mask on the response, for SFT."""
 
     def __init__(
@@ -111,14 +123,8 @@ class SupervisedDataset(Dataset[SupervisedExample]):
         )
         _log_truncated(label, self.num_truncated, len(self.examples), max_length)
 
-    def __len__(self) -> int:
-        return len(self.examples)
 
-    def __getitem__(self, index: int) -> SupervisedExample:
-        return self.examples[index]
-
-
-class PromptDataset(Dataset[PromptExample]):
+class PromptDataset(_ExampleList[PromptExample]):
     """Templated prompts for generation. Any record kind works (its prompt is taken).
 
     Args:
@@ -156,12 +162,6 @@ class PromptDataset(Dataset[PromptExample]):
         self.examples, self.num_skipped = _build_examples(
             records, build, skip_bad_records=skip_bad_records, label=type(self).__name__
         )
-
-    def __len__(self) -> int:
-        return len(self.examples)
-
-    def __getitem__(self, index: int) -> PromptExample:
-        return self.examples[index]
 
 
 class _PairTokens:
@@ -202,6 +202,21 @@ class _PairTokens:
             return None
         return pair[0], pair[1]
 
+    def build(
+        self,
+        records: Sequence[PreferenceRecord],
+        build: Callable[[int, PreferenceRecord], E | None],
+        *,
+        skip_bad_records: bool,
+        label: str,
+    ) -> tuple[list[E], int, int, int]:
+        """Examples, then the counts of skipped, truncated and identical pairs (all logged)."""
+        examples, num_skipped = _build_examples(
+            records, build, skip_bad_records=skip_bad_records, label=label
+        )
+        self.log(label)
+        return examples, num_skipped, self.num_truncated, self.num_identical
+
     def log(self, label: str) -> None:
         _log_truncated(label, self.num_truncated, 2 * self.num_records, self.max_length)
         if self.num_identical:
@@ -212,7 +227,7 @@ class _PairTokens:
             )
 
 
-class PreferenceDataset(Dataset[PreferenceExample]):
+class PreferenceDataset(_ExampleList[PreferenceExample]):
     """(better, worse) sequences for the reward model, from ``better_response_id``."""
 
     def __init__(
@@ -234,18 +249,9 @@ class PreferenceDataset(Dataset[PreferenceExample]):
                 torch.tensor(sequences[better]), torch.tensor(sequences[1 - better])
             )
 
-        label = type(self).__name__
-        self.examples, self.num_skipped = _build_examples(
-            records, build, skip_bad_records=skip_bad_records, label=label
+        self.examples, self.num_skipped, self.num_truncated, self.num_identical = pairs.build(
+            records, build, skip_bad_records=skip_bad_records, label=type(self).__name__
         )
-        pairs.log(label)
-        self.num_truncated, self.num_identical = pairs.num_truncated, pairs.num_identical
-
-    def __len__(self) -> int:
-        return len(self.examples)
-
-    def __getitem__(self, index: int) -> PreferenceExample:
-        return self.examples[index]
 
 
 def safety_sign(is_safe: bool) -> int:
@@ -253,7 +259,7 @@ def safety_sign(is_safe: bool) -> int:
     return -1 if is_safe else 1
 
 
-class SafetyPreferenceDataset(Dataset[SafetyPreferenceExample]):
+class SafetyPreferenceDataset(_ExampleList[SafetyPreferenceExample]):
     """(safer, unsafer) sequences and safety signs for the cost model, from
     ``safer_response_id`` and the ``is_response_*_safe`` labels. Pairs with inconsistent labels
     (see :func:`check_safety_consistency`) are errors, or skipped and counted."""
@@ -281,15 +287,6 @@ class SafetyPreferenceDataset(Dataset[SafetyPreferenceExample]):
                 safety_sign(record.is_safe(1 - safer)),
             )
 
-        label = type(self).__name__
-        self.examples, self.num_skipped = _build_examples(
-            records, build, skip_bad_records=skip_bad_records, label=label
+        self.examples, self.num_skipped, self.num_truncated, self.num_identical = pairs.build(
+            records, build, skip_bad_records=skip_bad_records, label=type(self).__name__
         )
-        pairs.log(label)
-        self.num_truncated, self.num_identical = pairs.num_truncated, pairs.num_identical
-
-    def __len__(self) -> int:
-        return len(self.examples)
-
-    def __getitem__(self, index: int) -> SafetyPreferenceExample:
-        return self.examples[index]
