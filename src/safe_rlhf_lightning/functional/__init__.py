@@ -1,8 +1,20 @@
 """Pure tensor math: tensors in, tensors out, no state. Imports torch only."""
 
+from .lagrange import lagrangian_loss, pid_lambda
 from .logprobs import gather_logprobs
-from .losses import sft_loss
+from .losses import ptx_loss, sft_loss
 from .masking import masked_mean, masked_sum
+from .ppo import (
+    clipped_value_loss,
+    explained_variance,
+    generalized_advantages,
+    kl_shaped_scores,
+    last_token_index,
+    mix_advantages,
+    ppo_actor_loss,
+    sequence_masked_mean,
+    whiten,
+)
 from .preference import (
     cost_pairwise_loss,
     cost_tokenwise_loss,
@@ -14,15 +26,27 @@ from .preference import (
 )
 
 __all__ = [
+    "clipped_value_loss",
     "cost_pairwise_loss",
     "cost_tokenwise_loss",
     "diverging_span_mask",
     "end_index",
     "end_scores",
+    "explained_variance",
     "gather_logprobs",
+    "generalized_advantages",
+    "kl_shaped_scores",
+    "lagrangian_loss",
+    "last_token_index",
     "masked_mean",
     "masked_sum",
+    "mix_advantages",
+    "pid_lambda",
+    "ppo_actor_loss",
+    "ptx_loss",
     "reward_pairwise_loss",
     "reward_tokenwise_loss",
+    "sequence_masked_mean",
     "sft_loss",
+    "whiten",
 ]

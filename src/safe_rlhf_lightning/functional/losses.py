@@ -30,3 +30,16 @@ def sft_loss(
         "num_tokens": target_mask.sum().detach().to(torch.float32),
     }
     return loss, stats
+
+
+def ptx_loss(
+    logits: Tensor, input_ids: Tensor, loss_mask: Tensor, *, ptx_coef: float
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """The PTX term of PPO (Ouyang et al. 2022, Eq. 2): ``ptx_coef`` times the SFT loss on
+    demonstrations, mixed into the actor's update so that it keeps its supervised skills.
+
+    Upstream safe-rlhf takes a separate optimizer step on it after the RL step; its default
+    coefficient is 16.
+    """
+    loss, stats = sft_loss(logits, input_ids, loss_mask)
+    return ptx_coef * loss, {"loss": stats["loss"], "num_tokens": stats["num_tokens"]}
