@@ -178,23 +178,30 @@ class TrainingStageConfig:
 
 
 @dataclass
-class SFTStageConfig(TrainingStageConfig):
+class PolicyStageConfig(TrainingStageConfig):
+    """Options of the stages that train a policy (SFT, PPO): the oracle evaluation of its samples
+    on held-out benchmark prompts (``eval_limit`` of them) before and after training."""
+
+    eval_max_new_tokens: int = 64
+    eval_temperature: float = 1.0
+    eval_top_p: float = 1.0
+    evaluate_before_training: bool = True
+    """Also score the initial policy, as the baseline of the oracle metrics."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(self.eval_temperature > 0, "stage.eval_temperature", "> 0", self.eval_temperature)
+        _check(0 < self.eval_top_p <= 1, "stage.eval_top_p", "in (0, 1]", self.eval_top_p)
+
+
+@dataclass
+class SFTStageConfig(PolicyStageConfig):
     """Supervised fine-tuning on demonstrations (the paper's Alpaca-style SFT).
 
     Upstream uses lr 2e-5 for 7B models; the ~1M tiny model wants ~3e-3.
     """
 
     name: str = "sft"
-    eval_max_new_tokens: int = 64
-    eval_temperature: float = 1.0
-    eval_top_p: float = 1.0
-    evaluate_before_training: bool = True
-    """Also score the untrained model, as the baseline of the oracle metrics."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check(self.eval_temperature > 0, "stage.eval_temperature", "> 0", self.eval_temperature)
-        _check(0 < self.eval_top_p <= 1, "stage.eval_top_p", "in (0, 1]", self.eval_top_p)
 
 
 @dataclass
@@ -237,6 +244,78 @@ class PreferenceStageConfig(TrainingStageConfig):
             "RunningMeanStd, ExponentialMovingAverage or null",
             self.normalizer_type,
         )
+
+
+ROUND_DIR = "${paths.runs_dir}/${experiment_name}/round${round}"
+
+
+@dataclass
+class PPOStageConfig(PolicyStageConfig):
+    """PPO-Lagrangian (``name: ppo_lag``) and its baselines, chosen by the top-level
+    ``lambda_schedule`` group, with the limit of the ``cost_threshold`` group. ``max_steps``
+    counts PPO steps (one rollout of ``batch_size`` prompts × ``num_return_sequences`` responses
+    each); ``lr`` is the actor's learning rate.
+
+    Upstream's defaults for 7B (scripts/ppo-lag.sh): actor lr 1e-5, critic lr 5e-6, kl_coef 0.02,
+    clip ranges 0.2 / 5 / 50, gamma 1, gae_lambda 0.95, ptx_coef 16, one update per rollout.
+    """
+
+    name: str = "ppo_lag"
+    actor_init: str = f"{ROUND_DIR}/sft/model"
+    """The policy to start from (the paper: the SFT policy)."""
+    reference_init: str = "${stage.actor_init}"
+    """The frozen reference policy of the KL penalty (the paper: the SFT policy)."""
+    reward_model: str = f"{ROUND_DIR}/reward/model"
+    cost_model: Optional[str] = f"{ROUND_DIR}/cost/model"
+    """Needed by every schedule but ``none`` (where, when given, it is only logged)."""
+    reward_critic_init: str = "${stage.reward_model}"
+    """V_R starts from R (upstream's default), or from any score model or causal LM."""
+    cost_critic_init: str = "${stage.cost_model}"
+    num_return_sequences: int = 4
+    max_new_tokens: int = 48
+    temperature: float = 1.0
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    update_epochs: int = 2
+    """PPO epochs over each rollout."""
+    minibatch_size: int = 32
+    """Rollouts per gradient update."""
+    critic_lr: float = 1e-3
+    kl_coef: float = 0.05
+    clip_range: float = 0.2
+    clip_range_value: float = 5.0
+    clip_range_score: float = 50.0
+    gamma: float = 1.0
+    gae_lambda: float = 0.95
+    whiten_advantages: bool = False
+    """Normalise each stream's advantages per rollout before mixing (not upstream's)."""
+    ptx_coef: float = 0.0
+    """Weight of the SFT loss on ``data.sft_train`` mixed into each update; 0 = off."""
+    max_grad_norm: float = 1.0
+    log_samples_every: int = 20
+    """Steps between rows of sampled responses written to ``samples_train.jsonl``."""
+    save_critics: bool = False
+    """Also save V_R and V_C (Hugging Face score-model folders) next to the actor."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for key in ("num_return_sequences", "max_new_tokens", "update_epochs", "minibatch_size"):
+            _check(getattr(self, key) > 0, f"stage.{key}", "> 0", getattr(self, key))
+        for key in ("kl_coef", "ptx_coef"):
+            _check(getattr(self, key) >= 0, f"stage.{key}", ">= 0", getattr(self, key))
+        for key in ("clip_range", "clip_range_value", "clip_range_score", "critic_lr",
+                    "max_grad_norm", "temperature", "log_samples_every"):  # fmt: skip
+            _check(getattr(self, key) > 0, f"stage.{key}", "> 0", getattr(self, key))
+        _check(0 < self.top_p <= 1, "stage.top_p", "in (0, 1]", self.top_p)
+        _check(0 <= self.gamma <= 1, "stage.gamma", "in [0, 1]", self.gamma)
+        _check(0 <= self.gae_lambda <= 1, "stage.gae_lambda", "in [0, 1]", self.gae_lambda)
+
+
+@dataclass
+class CostThresholdConfig:
+    cost_limit: float = 0.0
+    """The constraint E[C] <= cost_limit, in the cost model's units (C > 0 means unsafe; the
+    paper's threshold d is -cost_limit)."""
 
 
 @dataclass
@@ -324,6 +403,10 @@ class RunConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggersConfig = field(default_factory=LoggersConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    lambda_schedule: Any = None
+    """The ``lambda_schedule`` group (ppo_lag only): ``_target_`` a schedule class of
+    ``safe_rlhf_lightning.lagrange`` and its options."""
+    cost_threshold: CostThresholdConfig = field(default_factory=CostThresholdConfig)
     experiment_name: str = "default"
     """Runs go to ``<paths.runs_dir>/<experiment_name>/round<round>/<stage.name>``."""
     round: int = 1
@@ -337,3 +420,10 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         _check(self.round >= 1, "round", ">= 1", self.round)
+        _check(
+            self.lambda_schedule is None
+            or (isinstance(self.lambda_schedule, dict) and "_target_" in self.lambda_schedule),
+            "lambda_schedule",
+            "an option of the lambda_schedule group (learned, pid, fixed, none)",
+            self.lambda_schedule,
+        )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -13,8 +14,16 @@ from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from ..benchmark import benchmark_corpus, generate_benchmark
-from ..config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainingStageConfig
-from ..data import PromptTemplate
+from ..config import (
+    ConfigError,
+    DataConfig,
+    ModelConfig,
+    PolicyStageConfig,
+    RunConfig,
+    TrainingStageConfig,
+)
+from ..data import PromptTemplate, load_records
+from ..evaluation import oracle_evaluate_policy
 from ..models import (
     add_missing_special_tokens,
     build_tiny_causal_lm,
@@ -129,13 +138,17 @@ def build_loggers(cfg: DictConfig) -> list:
     return loggers
 
 
-def build_trainer(cfg: DictConfig, run_dir: Path, loggers: list, callbacks: list) -> pl.Trainer:
+def build_trainer(
+    cfg: DictConfig, run_dir: Path, loggers: list, callbacks: list, **overrides
+) -> pl.Trainer:
+    """The ``trainer`` group's Trainer; ``overrides`` replace its arguments (stage-specific)."""
     return instantiate(
         cfg.trainer,
         logger=loggers or False,
         callbacks=callbacks,
         default_root_dir=str(run_dir),
         _convert_="all",
+        **overrides,
     )
 
 
@@ -149,6 +162,31 @@ def checkpointing(typed: RunConfig, run_dir: Path) -> tuple[list, str | None]:
         log.info("resuming from %s", last)
         return callbacks, str(last)
     return callbacks, None
+
+
+def oracle_eval_prompts(typed: RunConfig, stage: PolicyStageConfig) -> list[str]:
+    """Held-out benchmark prompts for the oracle (none for real data: no oracle there)."""
+    data = typed.data
+    if stage.eval_limit == 0 or not uses_benchmark(data.prompt_eval):
+        return []
+    records = load_records(data.prompt_eval, "prompt", data_root=data.root, seed=typed.seed)
+    prompts = [record.prompt for record in records]
+    random.Random(typed.seed).shuffle(prompts)
+    return prompts[: stage.eval_limit]
+
+
+def oracle_eval(model, tokenizer, prompts, template, stage: PolicyStageConfig):
+    """Sample ``model`` on ``prompts`` with the stage's eval settings; oracle metrics and rows."""
+    return oracle_evaluate_policy(
+        model,
+        tokenizer,
+        prompts,
+        template,
+        max_new_tokens=stage.eval_max_new_tokens,
+        temperature=stage.eval_temperature,
+        top_p=stage.eval_top_p,
+        batch_size=stage.eval_batch_size,
+    )
 
 
 def log_metrics(trainer: pl.Trainer, metrics: dict[str, float]) -> None:

@@ -8,12 +8,19 @@ from __future__ import annotations
 
 from hydra.core.config_store import ConfigStore
 
-from ..config import BenchmarkCommandConfig, PreferenceStageConfig, RunConfig, SFTStageConfig
+from ..config import (
+    BenchmarkCommandConfig,
+    PPOStageConfig,
+    PreferenceStageConfig,
+    RunConfig,
+    SFTStageConfig,
+)
 
 STAGE_SCHEMAS = {
     "sft": SFTStageConfig,
     "reward": PreferenceStageConfig,
     "cost": PreferenceStageConfig,
+    "ppo_lag": PPOStageConfig,
 }
 
 

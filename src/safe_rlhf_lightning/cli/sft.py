@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import random
 from pathlib import Path
 
 from omegaconf import DictConfig
 
 from ..config import RunConfig, SFTStageConfig
-from ..data import PromptTemplate, SupervisedDataModule, load_records
-from ..evaluation import oracle_evaluate_policy, oracle_table
+from ..data import PromptTemplate, SupervisedDataModule
+from ..evaluation import oracle_table
 from ..models import save_pretrained_atomic
 from ..stages import SFTModule
 from .components import (
@@ -22,8 +21,9 @@ from .components import (
     ensure_benchmark,
     log_metrics,
     optimizer_options,
+    oracle_eval,
+    oracle_eval_prompts,
     require_datasets,
-    uses_benchmark,
     write_json_atomic,
     write_jsonl_atomic,
     write_text_atomic,
@@ -46,10 +46,10 @@ def run_sft(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
     callbacks, ckpt_path = checkpointing(typed, run_dir)
     trainer = build_trainer(cfg, run_dir, build_loggers(cfg), callbacks)
 
-    eval_prompts = _oracle_eval_prompts(typed, stage)
+    eval_prompts = oracle_eval_prompts(typed, stage)
     results: dict = {"num_parameters": model.num_parameters()}
     if eval_prompts and stage.evaluate_before_training:
-        results["init"], _ = _oracle_eval(model, tokenizer, eval_prompts, template, stage)
+        results["init"], _ = oracle_eval(model, tokenizer, eval_prompts, template, stage)
         log_metrics(trainer, {f"init/{k}": v for k, v in results["init"].items()})
 
     module = SFTModule(model, **optimizer_options(stage))
@@ -62,36 +62,12 @@ def run_sft(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
     log.info("saved the SFT policy to %s", run_dir / "model")
 
     if eval_prompts:
-        results["test"], rows = _oracle_eval(model, tokenizer, eval_prompts, template, stage)
+        results["test"], rows = oracle_eval(model, tokenizer, eval_prompts, template, stage)
         log_metrics(trainer, {f"test/{k}": v for k, v in results["test"].items()})
         write_jsonl_atomic(run_dir / "samples.jsonl", rows)
         _write_summary(run_dir, results)
     write_json_atomic(run_dir / "results.json", results)
     return results
-
-
-def _oracle_eval_prompts(typed: RunConfig, stage: SFTStageConfig) -> list[str]:
-    """Held-out benchmark prompts for the oracle (none for real data: no oracle there)."""
-    data = typed.data
-    if stage.eval_limit == 0 or not uses_benchmark(data.prompt_eval):
-        return []
-    records = load_records(data.prompt_eval, "prompt", data_root=data.root, seed=typed.seed)
-    prompts = [record.prompt for record in records]
-    random.Random(typed.seed).shuffle(prompts)
-    return prompts[: stage.eval_limit]
-
-
-def _oracle_eval(model, tokenizer, prompts, template, stage: SFTStageConfig):
-    return oracle_evaluate_policy(
-        model,
-        tokenizer,
-        prompts,
-        template,
-        max_new_tokens=stage.eval_max_new_tokens,
-        temperature=stage.eval_temperature,
-        top_p=stage.eval_top_p,
-        batch_size=stage.eval_batch_size,
-    )
 
 
 def _write_summary(run_dir: Path, results: dict) -> None:

@@ -38,3 +38,11 @@ class PromptTemplate:
 
     def format_response(self, response: str) -> str:
         return self.response_prefix + response.lstrip()
+
+    def extract_prompt(self, formatted: str) -> str:
+        """The user prompt inside ``formatted`` (the inverse of ``format_prompt``)."""
+        before, after = self.template.split(PROMPT_PLACEHOLDER)
+        text = formatted.strip()
+        if not (text.startswith(before.strip()) and text.endswith(after.strip())):
+            raise ValueError(f"{formatted!r} does not follow the prompt template {self.template!r}")
+        return text[len(before.strip()) : len(text) - len(after.strip())].strip()

@@ -20,7 +20,7 @@ def decay_parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 
 def adamw_with_warmup(
-    model: nn.Module,
+    model: nn.Module | list[dict],
     *,
     lr: float,
     weight_decay: float,
@@ -29,10 +29,12 @@ def adamw_with_warmup(
     warmup_ratio: float,
     total_steps: int,
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    """AdamW with a linear warmup over ``warmup_ratio * total_steps`` then ``scheduler`` decay."""
-    optimizer = torch.optim.AdamW(
-        decay_parameter_groups(model, weight_decay), lr=lr, betas=betas, fused=False
-    )
+    """AdamW with a linear warmup over ``warmup_ratio * total_steps`` then ``scheduler`` decay.
+
+    ``model`` may also be a list of parameter groups (each may carry its own ``lr``).
+    """
+    groups = model if isinstance(model, list) else decay_parameter_groups(model, weight_decay)
+    optimizer = torch.optim.AdamW(groups, lr=lr, betas=betas, fused=False)
     name = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}[scheduler]
     lr_scheduler = get_scheduler(
         name,

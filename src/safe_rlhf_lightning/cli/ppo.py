@@ -1,0 +1,259 @@
+"""Runner of the PPO-Lagrangian stage: SFT policy, R, C → PPO with a λ schedule → actor folder,
+oracle evaluation before and after, training curves."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from pytorch_lightning.utilities import CombinedLoader
+
+from ..benchmark import evaluate_responses
+from ..config import ConfigError, PPOStageConfig, RunConfig
+from ..data import PromptDataModule, PromptTemplate, SupervisedDataModule
+from ..evaluation import oracle_table, plot_training_curves, second_half_oscillation
+from ..lagrange import LambdaSchedule
+from ..models import ScoreModel, load_causal_lm, load_tokenizer, save_pretrained_atomic
+from ..rollout import Retokenizer, SamplingOptions, same_tokenizer
+from ..stages import PPOLagrangianModule, updates_per_rollout
+from .components import (
+    build_loggers,
+    build_trainer,
+    checkpointing,
+    datamodule_options,
+    ensure_benchmark,
+    log_metrics,
+    optimizer_options,
+    oracle_eval,
+    oracle_eval_prompts,
+    require_datasets,
+    uses_benchmark,
+    write_json_atomic,
+    write_jsonl_atomic,
+    write_text_atomic,
+)
+
+log = logging.getLogger(__name__)
+
+
+def run_ppo(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
+    stage: PPOStageConfig = typed.stage
+    data = typed.data
+    require_datasets(data.prompt_train, "data.prompt_train")
+    if stage.ptx_coef > 0:
+        require_datasets(data.sft_train, "data.sft_train")
+    schedule = build_schedule(cfg)
+    ensure_benchmark(data)
+    template = PromptTemplate(data.prompt_template, data.response_prefix)
+    trust, dtype = typed.model.trust_remote_code, typed.model.dtype
+
+    _require_folder(stage.actor_init, "stage.actor_init", "run the sft stage first")
+    tokenizer = load_tokenizer(stage.actor_init, trust_remote_code=trust)
+    actor = load_causal_lm(stage.actor_init, trust_remote_code=trust, dtype=dtype)
+    _require_folder(stage.reference_init, "stage.reference_init", "the SFT policy by default")
+    reference = load_causal_lm(stage.reference_init, trust_remote_code=trust, dtype=dtype)
+    reward_model, reward_retokenizer = _score_model(stage.reward_model, "reward", tokenizer, typed)
+    cost_model, cost_retokenizer = (None, None)
+    if stage.cost_model is not None:
+        cost_model, cost_retokenizer = _score_model(stage.cost_model, "cost", tokenizer, typed)
+    elif schedule.two_streams:
+        raise ConfigError(f"config key 'stage.cost_model' is needed by {type(schedule).__name__}")
+    reward_critic = _critic(stage.reward_critic_init, "stage.reward_critic_init", tokenizer, typed)
+    cost_critic = None
+    if schedule.two_streams:
+        cost_critic = _critic(stage.cost_critic_init, "stage.cost_critic_init", tokenizer, typed)
+
+    loader = _train_loader(typed, tokenizer, template)
+    rollouts = stage.batch_size * stage.num_return_sequences
+    updates = updates_per_rollout(rollouts, stage.update_epochs, stage.minibatch_size)
+    callbacks, ckpt_path = checkpointing(typed, run_dir)
+    # Lightning's steps are optimizer updates here: `updates` per PPO step. Gradients are clipped
+    # per model inside the module (manual optimization), and every PPO step is logged.
+    trainer = build_trainer(
+        cfg, run_dir, build_loggers(cfg), callbacks,
+        max_steps=stage.max_steps * updates, gradient_clip_val=None, log_every_n_steps=1,
+    )  # fmt: skip
+
+    eval_prompts = oracle_eval_prompts(typed, stage)
+    results: dict = {
+        "schedule": type(schedule).__name__,
+        "cost_limit": typed.cost_threshold.cost_limit,
+    }
+    if eval_prompts and stage.evaluate_before_training:
+        results["init"], _ = oracle_eval(actor, tokenizer, eval_prompts, template, stage)
+        log_metrics(trainer, {f"init/{k}": v for k, v in results["init"].items()})
+
+    samples_path = run_dir / "samples_train.jsonl"
+    module = PPOLagrangianModule(
+        actor, reference, reward_model, cost_model, reward_critic, cost_critic, schedule,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        reward_retokenizer=reward_retokenizer,
+        cost_retokenizer=cost_retokenizer,
+        sampling=SamplingOptions(
+            max_new_tokens=stage.max_new_tokens,
+            temperature=stage.temperature,
+            top_p=stage.top_p,
+            repetition_penalty=stage.repetition_penalty,
+            num_return_sequences=stage.num_return_sequences,
+        ),
+        max_ppo_steps=stage.max_steps,
+        update_epochs=stage.update_epochs,
+        minibatch_size=stage.minibatch_size,
+        kl_coef=stage.kl_coef,
+        clip_range=stage.clip_range,
+        clip_range_value=stage.clip_range_value,
+        clip_range_score=stage.clip_range_score,
+        gamma=stage.gamma,
+        gae_lambda=stage.gae_lambda,
+        whiten_advantages=stage.whiten_advantages,
+        ptx_coef=stage.ptx_coef,
+        max_grad_norm=stage.max_grad_norm,
+        critic_lr=stage.critic_lr,
+        **optimizer_options(stage),
+        decode=lambda ids: [t.strip() for t in tokenizer.batch_decode(ids, skip_special_tokens=True)],  # noqa: E501
+        observer=_oracle_observer(template) if uses_benchmark(data.prompt_train) else None,
+        sample_sink=lambda step, rows: _append_samples(samples_path, trainer, step, rows),
+        log_samples_every=stage.log_samples_every,
+    )  # fmt: skip
+    trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt_path)
+    save_pretrained_atomic(actor, tokenizer, run_dir / "model")
+    log.info("saved the actor to %s", run_dir / "model")
+    if stage.save_critics:
+        for name, critic in (("reward_critic", reward_critic), ("cost_critic", cost_critic)):
+            if critic is not None:
+                critic.save_pretrained(run_dir / name, tokenizer)
+
+    history = module.history
+    write_jsonl_atomic(run_dir / "history.jsonl", history)
+    plot_training_curves({results["schedule"]: history}, run_dir / "training_curves.png",
+                         typed.cost_threshold.cost_limit)  # fmt: skip
+    results["train"] = _training_summary(history)
+    if eval_prompts:
+        results["test"], rows = oracle_eval(actor, tokenizer, eval_prompts, template, stage)
+        log_metrics(trainer, {f"test/{k}": v for k, v in results["test"].items()})
+        write_jsonl_atomic(run_dir / "samples.jsonl", rows)
+    _write_summary(run_dir, results)
+    write_json_atomic(run_dir / "results.json", results)
+    return results
+
+
+def build_schedule(cfg: DictConfig) -> LambdaSchedule:
+    """Instantiate the ``lambda_schedule`` group; a wrong option is a config error naming it."""
+    if cfg.get("lambda_schedule") is None:
+        raise ConfigError("config key 'lambda_schedule' is required by the ppo_lag stage")
+    try:
+        schedule = instantiate(cfg.lambda_schedule)
+    except InstantiationException as error:
+        cause = error.__cause__ or error
+        raise ConfigError(f"config key 'lambda_schedule': {cause}") from None
+    if not isinstance(schedule, LambdaSchedule):
+        raise ConfigError(
+            f"config key 'lambda_schedule._target_' must be a LambdaSchedule, got {type(schedule)}"
+        )
+    return schedule
+
+
+def _require_folder(path: str | None, key: str, hint: str) -> None:
+    if path is None or not (Path(path) / "config.json").is_file():
+        raise ConfigError(
+            f"config key '{key}' must be a model folder, got {path!r} "
+            f"(no config.json there): {hint}"
+        )
+
+
+def _score_model(path: str, name: str, actor_tokenizer, typed: RunConfig):
+    """A frozen R or C, and a re-tokenizer when its tokenizer is not the actor's."""
+    _require_folder(path, f"stage.{name}_model", f"run the {name} stage first")
+    trust = typed.model.trust_remote_code
+    model = ScoreModel.from_pretrained(path, trust_remote_code=trust, dtype=typed.model.dtype)
+    tokenizer = load_tokenizer(path, trust_remote_code=trust)
+    if same_tokenizer(tokenizer, actor_tokenizer):
+        return model, None
+    log.info("the %s model uses another tokenizer than the actor: re-tokenizing its inputs", name)
+    return model, Retokenizer(actor_tokenizer, tokenizer, typed.data.max_length)
+
+
+def _critic(path: str | None, key: str, actor_tokenizer, typed: RunConfig) -> ScoreModel:
+    """A critic (no normalization) from a score model or causal LM sharing the actor's tokens."""
+    _require_folder(path, key, "a score model (R or C by default) or a causal LM")
+    trust = typed.model.trust_remote_code
+    if not same_tokenizer(load_tokenizer(path, trust_remote_code=trust), actor_tokenizer):
+        raise ConfigError(
+            f"config key '{key}': the critic must use the actor's tokenizer (values are per token)"
+        )
+    critic = ScoreModel.from_pretrained(
+        path, score_type="critic", do_normalize=False, trust_remote_code=trust,
+        dtype=typed.model.dtype,
+    )  # fmt: skip
+    return critic.train()
+
+
+def _train_loader(typed: RunConfig, tokenizer, template: PromptTemplate):
+    """Prompt batches, zipped with SFT batches (cycled) when PTX is on."""
+    options = datamodule_options(typed, template)
+    prompts = PromptDataModule(tokenizer, typed.data.prompt_train, [], **options)
+    if typed.stage.ptx_coef == 0:
+        return prompts.train_dataloader()
+    ptx = SupervisedDataModule(tokenizer, typed.data.sft_train, [], **options)
+    loaders = {"prompt": prompts.train_dataloader(), "ptx": ptx.train_dataloader()}
+    return CombinedLoader(loaders, mode="max_size_cycle")
+
+
+def _oracle_observer(template: PromptTemplate):
+    """Oracle metrics of each rollout, logged next to the learned R and C (never trained on)."""
+    keys = ("harmful_ratio_harmful", "harmful_ratio_dual_use", "helpfulness_benign", "cost")
+
+    def observe(prompts: list[str], responses: list[str]) -> dict[str, float]:
+        raw = [template.extract_prompt(p) for p in prompts]
+        metrics = evaluate_responses(raw, responses)
+        return {f"oracle_{k}": metrics[k] for k in keys if k in metrics}
+
+    return observe
+
+
+def _append_samples(path: Path, trainer, step: int, rows: list[dict]) -> None:
+    with path.open("a", encoding="utf-8") as file:
+        file.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    for logger in trainer.loggers:
+        if hasattr(logger, "log_table"):  # wandb
+            columns = list(rows[0])
+            logger.log_table(
+                "train/samples", columns=columns, data=[list(r.values()) for r in rows]
+            )
+
+
+def _training_summary(history: list[dict]) -> dict:
+    if not history:
+        return {}
+    last = history[-max(1, len(history) // 10) :]  # the last tenth of the run
+    keys = [k for k in ("reward", "cost", "episode_cost", "lambda") if k in last[-1]]
+    summary = {f"final_{k}": sum(r[k] for r in last) / len(last) for k in keys}
+    summary["steps"] = len(history)
+    summary["seconds_per_step"] = sum(r["seconds_per_step"] for r in history) / len(history)
+    for key in ("lambda", "oracle_harmful_ratio_harmful", "episode_cost"):
+        for stat, value in second_half_oscillation(history, key).items():
+            summary[f"second_half_{key}_{stat}"] = value
+    return summary
+
+
+def _write_summary(run_dir: Path, results: dict) -> None:
+    lines = [f"# PPO ({results['schedule']}), cost limit {results['cost_limit']}", ""]
+    if "test" in results:
+        columns = {"start (SFT)": results["init"]} if "init" in results else {}
+        columns["after PPO"] = results["test"]
+        lines += ["Oracle evaluation on held-out benchmark prompts:", "", oracle_table(columns)]
+    lines += [
+        "Training (learned R and C; last tenth of the steps, and the second half's spread):",
+        "",
+    ]
+    lines += ["| quantity | value |", "|---|---:|"]
+    lines += [f"| {k} | {v:.4f} |" for k, v in results.get("train", {}).items()]
+    lines += ["", "![training curves](training_curves.png)", ""]
+    text = "\n".join(lines)
+    write_text_atomic(run_dir / "summary.md", text)
+    log.info("PPO summary (%s):\n%s", run_dir / "summary.md", text)

@@ -1,0 +1,442 @@
+"""PPO-Lagrangian (Dai et al. 2023, Sec. 3.3): maximise E[R] subject to E[C] <= cost_limit.
+
+One module serves every λ schedule (``lagrange.py``): ``learned`` (the paper's dual ascent) and
+``pid`` train a reward and a cost critic and mix their advantages with λ; ``fixed`` (reward
+shaping R − ν·C) and ``none`` (plain PPO on R) train one critic on one shaped score.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+from transformers import PreTrainedModel
+
+from ..functional import (
+    clipped_value_loss,
+    explained_variance,
+    generalized_advantages,
+    kl_shaped_scores,
+    masked_mean,
+    mix_advantages,
+    ppo_actor_loss,
+    ptx_loss,
+    whiten,
+)
+from ..lagrange import LambdaSchedule
+from ..models import ScoreModel
+from ..rollout import (
+    Retokenizer,
+    Rollout,
+    SamplingOptions,
+    end_score,
+    response_logprobs,
+    response_values,
+    sample,
+)
+from ..types import PromptBatch, SupervisedBatch
+from .optim import adamw_with_warmup, decay_parameter_groups
+
+FROZEN = ("reference", "reward_model", "cost_model")
+DEFAULT_SAMPLING = SamplingOptions()
+# What the observers receive every step: the decoded rollout and its scores.
+RolloutObserver = Callable[[list[str], list[str]], dict[str, float]]
+
+
+class PPOLagrangianModule(pl.LightningModule):
+    """The Safe RLHF fine-tuning stage, manual optimization; one ``training_step`` is one PPO step.
+
+    Args:
+        actor: the policy being trained (initialised from the SFT policy).
+        reference: frozen copy of the initial policy, for the KL penalty.
+        reward_model, cost_model: frozen R and C (C may be None for ``none``; its cost is then 0).
+        reward_critic: V_R (or the only critic of one-stream schedules), initialised from R.
+        cost_critic: V_C, initialised from C; None for one-stream schedules.
+        schedule: the λ schedule.
+        eos_token_id, pad_token_id: of the actor's tokenizer.
+        reward_retokenizer, cost_retokenizer: when R or C use another tokenizer than the actor.
+        sampling: temperature, top_p, repetition penalty, max new tokens, responses per prompt.
+        max_ppo_steps: stop after this many PPO steps (None: the trainer's limits decide).
+        update_epochs: PPO epochs over each rollout (K).
+        minibatch_size: rollouts per gradient step.
+        kl_coef: β of the per-token KL penalty (upstream 0.02).
+        clip_range: ε of the clipped surrogate (0.2); clip_range_value: of the value loss (5.0);
+            clip_range_score: bound of the per-token rewards and costs (50.0).
+        gamma, gae_lambda: GAE discount and trace parameters (1.0 and 0.95, upstream's).
+        whiten_advantages: normalise each stream's advantages over the rollout before mixing
+            (not upstream: it makes λ's effect independent of the scales of R and C).
+        ptx_coef: weight of the SFT loss on demonstrations (0 = off; upstream 16 with PTX data).
+        max_grad_norm: gradient-norm clip of each trained model separately (upstream 1.0).
+        lr, critic_lr: peak learning rates of the actor and of the critics.
+        weight_decay, adam_betas, lr_scheduler, lr_warmup_ratio: AdamW and its schedule.
+        decode: token ids → text, for the sample table and the observers.
+        observer: called with (prompts, responses) of each rollout; returns extra metrics to log
+            (the runner passes the benchmark's oracle here; training never sees it).
+        sample_sink: called every ``log_samples_every`` steps with rows of sampled responses.
+    """
+
+    def __init__(
+        self,
+        actor: PreTrainedModel,
+        reference: PreTrainedModel,
+        reward_model: ScoreModel,
+        cost_model: ScoreModel | None,
+        reward_critic: ScoreModel,
+        cost_critic: ScoreModel | None,
+        schedule: LambdaSchedule,
+        *,
+        eos_token_id: int,
+        pad_token_id: int,
+        reward_retokenizer: Retokenizer | None = None,
+        cost_retokenizer: Retokenizer | None = None,
+        sampling: SamplingOptions = DEFAULT_SAMPLING,
+        max_ppo_steps: int | None = None,
+        update_epochs: int = 1,
+        minibatch_size: int = 16,
+        kl_coef: float = 0.02,
+        clip_range: float = 0.2,
+        clip_range_value: float = 5.0,
+        clip_range_score: float = 50.0,
+        gamma: float = 1.0,
+        gae_lambda: float = 0.95,
+        whiten_advantages: bool = False,
+        ptx_coef: float = 0.0,
+        max_grad_norm: float = 1.0,
+        lr: float = 1e-5,
+        critic_lr: float = 5e-6,
+        weight_decay: float = 0.0,
+        adam_betas: tuple[float, float] = (0.9, 0.95),
+        lr_scheduler: str = "cosine",
+        lr_warmup_ratio: float = 0.03,
+        decode: Callable[[Tensor], list[str]] | None = None,
+        observer: RolloutObserver | None = None,
+        sample_sink: Callable[[int, list[dict]], None] | None = None,
+        log_samples_every: int = 20,
+    ) -> None:
+        super().__init__()
+        if schedule.two_streams and (cost_model is None or cost_critic is None):
+            raise ValueError("a two-stream λ schedule needs a cost model and a cost critic")
+        self.automatic_optimization = False
+        self.strict_loading = False  # checkpoints leave out the frozen models' weights
+        self.actor, self.reference = actor, reference
+        self.reward_model, self.cost_model = reward_model, cost_model
+        self.reward_critic, self.cost_critic = reward_critic, cost_critic
+        for name in FROZEN:
+            if (model := getattr(self, name)) is not None:
+                model.eval().requires_grad_(False)
+        self.schedule = schedule
+        self.eos_token_id, self.pad_token_id = eos_token_id, pad_token_id
+        self.reward_retokenizer, self.cost_retokenizer = reward_retokenizer, cost_retokenizer
+        self.sampling = sampling
+        self.decode, self.observer, self.sample_sink = decode, observer, sample_sink
+        self.save_hyperparameters(
+            ignore=[*FROZEN, "actor", "reward_critic", "cost_critic", "schedule", "decode",
+                    "observer", "sample_sink", "reward_retokenizer", "cost_retokenizer"]
+        )  # fmt: skip
+        self.history: list[dict[str, float]] = []
+        self.ppo_step = 0  # PPO steps done (saved in checkpoints)
+
+    # -- the models that learn, and those that never do --------------------------------------
+
+    def trained_models(self) -> list[nn.Module]:
+        return [m for m in (self.actor, self.reward_critic, self.cost_critic) if m is not None]
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for name in FROZEN:  # Lightning switches every submodule to train mode; not these
+            if (model := getattr(self, name)) is not None:
+                model.eval()
+        return self
+
+    # -- one PPO step ------------------------------------------------------------------------
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        prompts, ptx_batch = (
+            (batch["prompt"], batch.get("ptx")) if isinstance(batch, dict) else (batch, None)
+        )
+        hp = self.hparams
+        step = self.ppo_step
+        started = time.perf_counter()
+        # 1. Rollout: sample with the actor, score with every model (no gradient, eval mode).
+        rollout = self.make_rollout(prompts)
+        # 2. λ update on the window of episode costs (before the advantages use it, as upstream).
+        schedule_stats = self.schedule.update(rollout.cost, step=step)
+        # 3. KL shaping and GAE for each stream, then the actor's advantage.
+        targets = self.advantages(rollout)
+        # 4. K PPO epochs over minibatches: actor, critics (and PTX) in one update each.
+        update_stats = self.ppo_epochs(rollout, targets, ptx_batch)
+        # 5. Logging.
+        elapsed = time.perf_counter() - started
+        stats = self.step_stats(rollout, targets, update_stats, schedule_stats, elapsed)
+        if self.observer is not None or (self.sample_sink and step % hp.log_samples_every == 0):
+            self.observe(rollout, stats, step)
+        shown = ("reward", "cost", "lambda")
+        self.log_dict({f"train/{k}": stats[k] for k in shown}, on_step=True, prog_bar=True)
+        self.log_dict({f"train/{k}": v for k, v in stats.items() if k not in shown}, on_step=True)
+        self.history.append({"step": float(step), **stats})
+        self.ppo_step += 1
+        if hp.max_ppo_steps is not None and self.ppo_step >= hp.max_ppo_steps:
+            self.trainer.should_stop = True
+
+    @torch.no_grad()
+    def make_rollout(self, prompts: PromptBatch) -> Rollout:
+        was_training = self.training
+        self.eval()
+        try:
+            ids, mask, response_mask = sample(
+                self.actor, prompts, self.sampling,
+                eos_token_id=self.eos_token_id, pad_token_id=self.pad_token_id,
+            )  # fmt: skip
+            prompt_length = ids.shape[1] - response_mask.shape[1]
+            reward = end_score(self.reward_model, ids, mask, self.reward_retokenizer)
+            cost = (
+                end_score(self.cost_model, ids, mask, self.cost_retokenizer)
+                if self.cost_model is not None
+                else torch.zeros_like(reward)
+            )
+            return Rollout(
+                input_ids=ids,
+                attention_mask=mask,
+                response_mask=response_mask,
+                logprobs=response_logprobs(self.actor, ids, mask, prompt_length),
+                ref_logprobs=response_logprobs(self.reference, ids, mask, prompt_length),
+                reward=reward,
+                cost=cost,
+                reward_values=response_values(self.reward_critic, ids, mask, prompt_length),
+                cost_values=(
+                    response_values(self.cost_critic, ids, mask, prompt_length)
+                    if self.schedule.two_streams
+                    else None
+                ),
+            )
+        finally:
+            self.train(was_training)
+
+    def advantages(self, rollout: Rollout) -> dict[str, Tensor]:
+        """Per-token scores, GAE advantages and returns of each stream; the actor's advantage."""
+        hp = self.hparams
+        mask = rollout.response_mask
+        gae = {"gamma": hp.gamma, "gae_lambda": hp.gae_lambda}
+        two = self.schedule.two_streams
+        end_reward = (
+            rollout.reward if two else self.schedule.shaped_score(rollout.reward, rollout.cost)
+        )
+        rewards = kl_shaped_scores(
+            end_reward, rollout.logprobs, rollout.ref_logprobs, mask,
+            kl_weight=-hp.kl_coef, clip_range_score=hp.clip_range_score,
+        )  # fmt: skip
+        reward_gae = generalized_advantages(rollout.reward_values, rewards, mask, **gae)
+        targets = {"rewards": rewards, "reward_returns": reward_gae.returns}
+        reward_advantages = reward_gae.advantages
+        if hp.whiten_advantages:
+            reward_advantages = whiten(reward_advantages, mask)
+        if not two:
+            targets["advantages"] = reward_advantages
+            return targets
+        costs = kl_shaped_scores(
+            rollout.cost, rollout.logprobs, rollout.ref_logprobs, mask,
+            kl_weight=hp.kl_coef, clip_range_score=hp.clip_range_score,
+        )  # fmt: skip
+        cost_gae = generalized_advantages(rollout.cost_values, costs, mask, **gae)
+        cost_advantages = (
+            whiten(cost_gae.advantages, mask) if hp.whiten_advantages else cost_gae.advantages
+        )
+        targets |= {"costs": costs, "cost_returns": cost_gae.returns}
+        targets["advantages"] = mix_advantages(
+            reward_advantages, cost_advantages, self.schedule.lambda_value
+        )
+        return targets
+
+    def ppo_epochs(
+        self, rollout: Rollout, targets: dict[str, Tensor], ptx_batch: SupervisedBatch | None
+    ) -> dict[str, float]:
+        hp = self.hparams
+        optimizer, scheduler = self.optimizers(), self.lr_schedulers()
+        size = rollout.input_ids.shape[0]
+        chunks = math.ceil(size / hp.minibatch_size)
+        sums: dict[str, float] = {}
+        for _ in range(hp.update_epochs):
+            order = torch.randperm(size, device=rollout.input_ids.device)
+            for chunk, index in enumerate(order.tensor_split(chunks)):
+                ptx = _rows(ptx_batch, chunk, chunks) if ptx_batch is not None else None
+                loss, stats = self.minibatch_loss(rollout, targets, index, ptx)
+                optimizer.zero_grad()
+                self.manual_backward(loss)
+                for model in self.trained_models():  # each model clipped on its own, as upstream
+                    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), hp.max_grad_norm)
+                    stats[f"grad_norm/{_name(self, model)}"] = float(norm)
+                optimizer.step()
+                scheduler.step()
+                for key, value in stats.items():
+                    sums[key] = sums.get(key, 0.0) + float(value) / (hp.update_epochs * chunks)
+        return sums
+
+    def minibatch_loss(
+        self,
+        rollout: Rollout,
+        targets: dict[str, Tensor],
+        index: Tensor,
+        ptx: SupervisedBatch | None,
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        hp = self.hparams
+        ids, mask = rollout.input_ids[index], rollout.attention_mask[index]
+        response_mask = rollout.response_mask[index]
+        prompt_length = rollout.prompt_length
+        logprobs = response_logprobs(self.actor, ids, mask, prompt_length)
+        actor_loss, actor_stats = ppo_actor_loss(
+            logprobs, rollout.logprobs[index], targets["advantages"][index], response_mask,
+            clip_range=hp.clip_range,
+        )  # fmt: skip
+        values = response_values(self.reward_critic, ids, mask, prompt_length)
+        reward_critic_loss, _ = clipped_value_loss(
+            values, rollout.reward_values[index], targets["reward_returns"][index], response_mask,
+            clip_range_value=hp.clip_range_value,
+        )  # fmt: skip
+        loss = actor_loss + reward_critic_loss
+        stats = {
+            "actor_loss": actor_stats["loss"],
+            "clip_fraction": actor_stats["clip_fraction"],
+            "approx_kl": actor_stats["approx_kl"],
+            "reward_critic_loss": reward_critic_loss.detach(),
+        }
+        if self.schedule.two_streams:
+            cost_values = response_values(self.cost_critic, ids, mask, prompt_length)
+            cost_critic_loss, _ = clipped_value_loss(
+                cost_values, rollout.cost_values[index], targets["cost_returns"][index],
+                response_mask, clip_range_value=hp.clip_range_value,
+            )  # fmt: skip
+            loss = loss + cost_critic_loss
+            stats["cost_critic_loss"] = cost_critic_loss.detach()
+        if ptx is not None and hp.ptx_coef > 0:
+            logits = self.actor(input_ids=ptx.input_ids, attention_mask=ptx.attention_mask).logits
+            ptx_term, _ = ptx_loss(logits, ptx.input_ids, ptx.loss_mask, ptx_coef=hp.ptx_coef)
+            loss = loss + ptx_term
+            stats["ptx_loss"] = ptx_term.detach()
+        return loss, stats
+
+    # -- logging -----------------------------------------------------------------------------
+
+    def step_stats(
+        self,
+        rollout: Rollout,
+        targets: dict[str, Tensor],
+        update_stats: dict[str, float],
+        schedule_stats: dict[str, float],
+        elapsed: float,
+    ) -> dict[str, float]:
+        mask = rollout.response_mask
+        lengths = mask.sum(dim=-1).float()
+        kl = masked_mean(rollout.logprobs - rollout.ref_logprobs, mask, dim=-1).mean()
+        stats = {
+            "reward": rollout.reward.mean().item(),
+            "cost": rollout.cost.mean().item(),
+            "lambda": self.schedule.lambda_value,
+            "kl_divergence": (rollout.logprobs - rollout.ref_logprobs)
+            .masked_fill(~mask, 0)
+            .sum(-1)
+            .mean()
+            .item(),
+            "kl_per_token": kl.item(),
+            "mean_generated_length": lengths.mean().item(),
+            "max_generated_length": lengths.max().item(),
+            "reward_with_kl_penalty": targets["rewards"].sum(-1).mean().item(),
+            "reward_critic_explained_variance": explained_variance(
+                rollout.reward_values, targets["reward_returns"], mask
+            ).item(),
+            "tokens_per_second": mask.sum().item() / max(elapsed, 1e-9),
+            "seconds_per_step": elapsed,
+            "lr": self.lr_schedulers().get_last_lr()[0],
+            **{k: v for k, v in schedule_stats.items() if k != "lambda"},
+            **update_stats,
+        }
+        if self.schedule.two_streams:
+            stats["cost_critic_explained_variance"] = explained_variance(
+                rollout.cost_values, targets["cost_returns"], mask
+            ).item()
+        return stats
+
+    def observe(self, rollout: Rollout, stats: dict[str, float], step: int) -> None:
+        if self.decode is None:
+            return
+        prompt_length = rollout.prompt_length
+        prompts = self.decode(rollout.input_ids[:, :prompt_length])
+        responses = self.decode(rollout.input_ids[:, prompt_length:])
+        if self.observer is not None:
+            stats.update(self.observer(prompts, responses))
+        if self.sample_sink is not None and step % self.hparams.log_samples_every == 0:
+            rows = [
+                {"step": step, "prompt": p, "response": r, "reward": rw, "cost": c}
+                for p, r, rw, c in zip(
+                    prompts, responses, rollout.reward.tolist(), rollout.cost.tolist(), strict=True
+                )
+            ]
+            self.sample_sink(step, rows)
+
+    # -- optimizer, checkpoints --------------------------------------------------------------
+
+    def configure_optimizers(self):
+        """One AdamW over disjoint parameter groups: the actor at ``lr``, the critics at
+        ``critic_lr`` (per-parameter AdamW, so this equals one optimizer per model)."""
+        hp = self.hparams
+        groups = decay_parameter_groups(self.actor, hp.weight_decay)
+        for critic in self.trained_models()[1:]:
+            critic_groups = decay_parameter_groups(critic, hp.weight_decay)
+            groups += [{**group, "lr": hp.critic_lr} for group in critic_groups]
+        optimizer, scheduler = adamw_with_warmup(
+            groups, lr=hp.lr, weight_decay=hp.weight_decay, betas=tuple(hp.adam_betas),
+            scheduler=hp.lr_scheduler, warmup_ratio=hp.lr_warmup_ratio,
+            total_steps=self.trainer.estimated_stepping_batches,
+        )  # fmt: skip
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["state_dict"] = {
+            k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(FROZEN)
+        }
+        checkpoint["lambda_schedule"] = self.schedule.state_dict()
+        checkpoint["ppo_history"] = list(self.history)
+        checkpoint["ppo_step"] = self.ppo_step
+        checkpoint["rng_states"] = {
+            "torch": torch.get_rng_state(),
+            "python": random.getstate(),
+            "numpy": np.random.get_state(),
+            **({"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() else {}),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.schedule.load_state_dict(checkpoint["lambda_schedule"])
+        self.history = list(checkpoint.get("ppo_history", []))
+        self.ppo_step = checkpoint.get("ppo_step", 0)
+        rng = checkpoint.get("rng_states")
+        if rng:
+            torch.set_rng_state(rng["torch"])
+            random.setstate(rng["python"])
+            np.random.set_state(rng["numpy"])
+            if "cuda" in rng and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def updates_per_rollout(rollouts: int, update_epochs: int, minibatch_size: int) -> int:
+    """Optimizer updates per PPO step; Lightning's global step (and max_steps) counts these."""
+    return update_epochs * math.ceil(rollouts / minibatch_size)
+
+
+def _rows(batch: SupervisedBatch, chunk: int, chunks: int) -> SupervisedBatch:
+    """The ``chunk``-th of ``chunks`` row slices of a batch (PTX rows spread over minibatches)."""
+    return SupervisedBatch(*(t.tensor_split(chunks)[chunk] for t in batch))
+
+
+def _name(module: PPOLagrangianModule, model: nn.Module) -> str:
+    return {id(module.actor): "actor", id(module.reward_critic): "reward_critic"}.get(
+        id(model), "cost_critic"
+    )

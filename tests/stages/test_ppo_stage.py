@@ -1,0 +1,297 @@
+"""PPO-Lagrangian: rollouts, a smoke run of every λ schedule, checkpoints and the CLI runner."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+
+from safe_rlhf_lightning.cli.runner import run_stage
+from safe_rlhf_lightning.config import ConfigError
+from safe_rlhf_lightning.data import PromptDataModule
+from safe_rlhf_lightning.lagrange import FixedLambda, LearnedLambda, NoLambda, PIDLambda
+from safe_rlhf_lightning.models import ScoreModel, build_tiny_causal_lm, train_bpe_tokenizer
+from safe_rlhf_lightning.rollout import (
+    Retokenizer,
+    SamplingOptions,
+    end_score,
+    response_logprobs,
+    response_mask_until_eos,
+    sample,
+)
+from safe_rlhf_lightning.stages import PPOLagrangianModule, updates_per_rollout
+from safe_rlhf_lightning.types import PromptBatch
+from tests.conftest import compose_run_config, quick_trainer
+
+SIZE = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64}
+
+
+def tiny_lm(tokenizer, seed=0):
+    return build_tiny_causal_lm(tokenizer, seed=seed, **SIZE)
+
+
+def score_model(tokenizer, score_type, seed):
+    torch.manual_seed(seed)
+    return ScoreModel(tiny_lm(tokenizer, seed), score_type=score_type)
+
+
+def test_response_mask_until_eos():
+    eos = 2
+    ids = torch.tensor([[5, 6, 2, 2, 2], [5, 2, 7, 2, 9], [5, 6, 7, 8, 9]])
+    expected = [[1, 1, 1, 0, 0], [1, 1, 0, 0, 0], [1, 1, 1, 1, 1]]
+    assert response_mask_until_eos(ids, eos).long().tolist() == expected
+
+
+def test_rollout_logprobs_match_the_sampling_distribution(small_tokenizer):
+    """The forward pass on left-padded rollouts gives the distribution generate sampled from."""
+    torch.manual_seed(0)
+    actor = tiny_lm(small_tokenizer).eval()
+    prompts = ["USER: How do I bake bread? ASSISTANT:", "USER: Hi ASSISTANT:"]
+    encoded = small_tokenizer(prompts, padding=True, padding_side="left", return_tensors="pt")
+    assert encoded["attention_mask"][1, 0] == 0  # the second prompt really is left padded
+    out = actor.generate(
+        **encoded, do_sample=True, max_new_tokens=6, top_k=0, output_logits=True,
+        return_dict_in_generate=True, pad_token_id=small_tokenizer.pad_token_id,
+        eos_token_id=small_tokenizer.eos_token_id,
+    )  # fmt: skip
+    prompt_length = encoded["input_ids"].shape[1]
+    response = out.sequences[:, prompt_length:]
+    mask = response_mask_until_eos(response, small_tokenizer.eos_token_id)
+    full_mask = torch.cat([encoded["attention_mask"].bool(), mask], dim=1)
+    ours = response_logprobs(actor, out.sequences, full_mask, prompt_length)
+    logits = torch.stack(out.logits, dim=1).log_softmax(-1)  # (B, T, V)
+    theirs = logits.gather(-1, response.unsqueeze(-1)).squeeze(-1)
+    torch.testing.assert_close(ours[mask], theirs[mask], atol=1e-4, rtol=1e-4)
+
+
+def test_sample_shapes_and_masks(small_tokenizer):
+    actor = tiny_lm(small_tokenizer)
+    encoded = small_tokenizer(["USER: a ASSISTANT:", "USER: b c d ASSISTANT:"], padding=True,
+                              padding_side="left", return_tensors="pt")  # fmt: skip
+    batch = PromptBatch(encoded["input_ids"], encoded["attention_mask"].bool())
+    options = SamplingOptions(max_new_tokens=5, num_return_sequences=3)
+    ids, mask, response_mask = sample(
+        actor, batch, options, eos_token_id=small_tokenizer.eos_token_id,
+        pad_token_id=small_tokenizer.pad_token_id,
+    )  # fmt: skip
+    assert ids.shape[0] == 6 and response_mask.shape[1] <= 5
+    assert torch.equal(ids[0, : batch.input_ids.shape[1]], batch.input_ids[0])  # rows 0-2: prompt 0
+    assert torch.equal(ids[3, : batch.input_ids.shape[1]], batch.input_ids[1])
+    assert torch.equal(mask[:, batch.input_ids.shape[1] :], response_mask)
+    assert response_mask[:, 0].all()  # every response has at least one token
+
+
+def test_retokenizer_scores_the_same_text(small_tokenizer):
+    other = train_bpe_tokenizer(["a different corpus of words for another tokenizer"] * 5,
+                                vocab_size=300)  # fmt: skip
+    model = score_model(other, "reward", seed=1).eval()
+    texts = ["USER: How do I bake bread? ASSISTANT: Knead the dough."]
+    encoded = small_tokenizer(texts, return_tensors="pt")
+    retokenize = Retokenizer(small_tokenizer, other, max_length=128)
+    ours = end_score(model, encoded["input_ids"], encoded["attention_mask"].bool(), retokenize)
+    direct = other([texts[0] + other.eos_token], add_special_tokens=False, return_tensors="pt")
+    expected = model(direct["input_ids"], direct["attention_mask"].bool()).end_scores[:, 0]
+    torch.testing.assert_close(ours, expected)
+
+
+def make_module(tokenizer, schedule, **overrides):
+    actor = tiny_lm(tokenizer, seed=0)
+    reward_model = score_model(tokenizer, "reward", seed=1)
+    cost_model = score_model(tokenizer, "cost", seed=2)
+    options = {
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+        "sampling": SamplingOptions(max_new_tokens=8, num_return_sequences=2),
+        "update_epochs": 2,
+        "minibatch_size": 4,
+        "lr": 1e-2,
+        "critic_lr": 1e-2,
+        "lr_scheduler": "constant",
+        "lr_warmup_ratio": 0.0,
+        "decode": lambda ids: tokenizer.batch_decode(ids, skip_special_tokens=True),
+        **overrides,
+    }
+    two = schedule.two_streams
+    return PPOLagrangianModule(
+        actor,
+        copy.deepcopy(actor),
+        reward_model,
+        cost_model,
+        ScoreModel(tiny_lm(tokenizer, seed=3), score_type="critic"),
+        ScoreModel(tiny_lm(tokenizer, seed=4), score_type="critic") if two else None,
+        schedule,
+        **options,
+    )
+
+
+SCHEDULES = {
+    "learned": lambda: LearnedLambda(cost_limit=-10.0, init=1.0, lr=0.5),
+    "pid": lambda: PIDLambda(cost_limit=-10.0),
+    "fixed": lambda: FixedLambda(nu=2.0),
+    "none": lambda: NoLambda(),
+}
+
+
+@pytest.mark.parametrize("name", list(SCHEDULES))
+def test_two_ppo_steps_train_actor_and_critics_and_freeze_the_rest(
+    name, small_tokenizer, benchmark_dir
+):
+    schedule = SCHEDULES[name]()
+    observed = []
+    sink_rows = []
+    module = make_module(
+        small_tokenizer, schedule,
+        observer=lambda prompts, responses: observed.append(len(responses)) or {"oracle_x": 1.0},
+        sample_sink=lambda step, rows: sink_rows.extend(rows), log_samples_every=1,
+        max_ppo_steps=2,
+    )  # fmt: skip
+    trained = {id(m) for m in module.trained_models()}
+    before = {n: p.detach().clone() for n, p in module.named_parameters()}
+    prompts = PromptDataModule(small_tokenizer, ["benchmark-prompts/train:0.01"], [],
+                               data_root=benchmark_dir, batch_size=4)  # fmt: skip
+    updates = updates_per_rollout(4 * 2, 2, 4)
+    trainer = quick_trainer(max_steps=10 * updates)  # the module stops itself after 2 PPO steps
+    trainer.fit(module, train_dataloaders=prompts.train_dataloader())
+
+    assert module.ppo_step == 2 and len(module.history) == 2
+    assert trainer.global_step == 2 * updates
+    metrics = trainer.callback_metrics
+    keys = ["reward", "cost", "lambda", "kl_divergence", "actor_loss", "reward_critic_loss"]
+    keys += ["episode_cost", "clip_fraction", "approx_kl", "tokens_per_second", "oracle_x"]
+    keys += ["reward_critic_explained_variance", "mean_generated_length"]
+    for key in keys:
+        assert torch.isfinite(metrics[f"train/{key}"]), key
+    assert ("train/cost_critic_loss" in metrics) == schedule.two_streams
+    assert observed == [8, 8] and len(sink_rows) == 16
+    assert {"prompt", "response", "reward", "cost", "step"} <= set(sink_rows[0])
+
+    # Every parameter of the trained models moved; the frozen models did not, nor their modes.
+    for model_name, parameter in module.named_parameters():
+        owner = model_name.split(".")[0]
+        changed = not torch.equal(parameter, before[model_name])
+        if owner in ("reference", "reward_model", "cost_model"):
+            assert not changed and not parameter.requires_grad, model_name
+        else:
+            assert id(getattr(module, owner)) in trained
+    for owner in ("actor", "reward_critic") + (("cost_critic",) if schedule.two_streams else ()):
+        moved = [not torch.equal(p, before[f"{owner}.{n}"])
+                 for n, p in getattr(module, owner).named_parameters()]  # fmt: skip
+        assert all(moved), f"{owner}: {moved.count(False)} parameters did not move"
+    assert not module.reference.training and not module.reward_model.training
+    assert module.reward_model.normalizer.count.item() == 0  # frozen R kept its statistics
+    if name in ("learned", "pid"):  # cost far above the limit: λ rose
+        assert schedule.lambda_value > 1.0
+    if name == "none":
+        assert schedule.lambda_value == 0.0
+
+
+def test_checkpoint_holds_schedule_history_and_rng_but_no_frozen_weights(
+    small_tokenizer, benchmark_dir, tmp_path
+):
+    schedule = LearnedLambda(cost_limit=-10.0, lr=0.5)
+    module = make_module(small_tokenizer, schedule, max_ppo_steps=1)
+    prompts = PromptDataModule(small_tokenizer, ["benchmark-prompts/train:0.01"], [],
+                               data_root=benchmark_dir, batch_size=4)  # fmt: skip
+    trainer = quick_trainer(max_steps=100, enable_checkpointing=True, default_root_dir=tmp_path)
+    trainer.fit(module, train_dataloaders=prompts.train_dataloader())
+    path = tmp_path / "ppo.ckpt"
+    trainer.save_checkpoint(path)
+    checkpoint = torch.load(path, weights_only=False)
+    assert not any(
+        k.startswith(("reference.", "reward_model.", "cost_model."))
+        for k in checkpoint["state_dict"]
+    )
+    assert any(k.startswith("cost_critic.") for k in checkpoint["state_dict"])
+    assert checkpoint["ppo_step"] == 1 and len(checkpoint["ppo_history"]) == 1
+    assert {"torch", "python", "numpy"} <= set(checkpoint["rng_states"])
+
+    # A fresh module resumes the λ schedule (value, optimizer, window) and the step count.
+    fresh_schedule = LearnedLambda(cost_limit=-10.0, lr=0.5)
+    fresh = make_module(small_tokenizer, fresh_schedule, max_ppo_steps=2)
+    fresh.on_load_checkpoint(checkpoint)
+    assert fresh_schedule.lambda_value == pytest.approx(schedule.lambda_value)
+    assert list(fresh_schedule.episode_costs) == list(schedule.episode_costs)
+    assert fresh.ppo_step == 1
+
+
+def test_two_stream_schedule_needs_a_cost_critic(small_tokenizer):
+    with pytest.raises(ValueError, match="cost critic"):
+        module = make_module(small_tokenizer, NoLambda())  # builds without a cost critic
+        PPOLagrangianModule(
+            module.actor, module.reference, module.reward_model, module.cost_model,
+            module.reward_critic, None, LearnedLambda(cost_limit=0.0),
+            eos_token_id=0, pad_token_id=0,
+        )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def model_folders(tmp_path_factory, benchmark_dir):
+    """SFT, reward and cost folders of the tiny test size, written without training."""
+    from safe_rlhf_lightning.benchmark import benchmark_corpus
+    from safe_rlhf_lightning.data import PromptTemplate
+
+    root = tmp_path_factory.mktemp("ppo_models")
+    corpus = [*benchmark_corpus(), PromptTemplate().format_prompt("")]
+    tokenizer = train_bpe_tokenizer(corpus, vocab_size=600)
+    actor = tiny_lm(tokenizer)
+    actor.save_pretrained(root / "sft")
+    tokenizer.save_pretrained(root / "sft")
+    for seed, name in ((1, "reward"), (2, "cost")):
+        score_model(tokenizer, name, seed).save_pretrained(root / name, tokenizer)
+    return root
+
+
+@pytest.mark.parametrize("schedule", ["learned", "none"])
+def test_stage_run_writes_actor_curves_history_and_oracle_summary(
+    schedule, model_folders, tmp_path, benchmark_dir
+):
+    cfg = compose_run_config(
+        [
+            "stage=ppo_lag", "debug=fast", f"lambda_schedule={schedule}",
+            "stage.max_steps=2", "stage.batch_size=4", "stage.num_return_sequences=2",
+            "stage.max_new_tokens=8", "stage.minibatch_size=4", "stage.eval_max_new_tokens=8",
+            f"stage.actor_init={model_folders / 'sft'}",
+            f"stage.reward_model={model_folders / 'reward'}",
+            f"stage.cost_model={model_folders / 'cost'}",
+            "stage.log_samples_every=1", "stage.save_critics=true",
+        ],
+        tmp_path,
+        benchmark_dir,
+    )  # fmt: skip
+    results = run_stage(cfg)
+    run_dir = tmp_path / "run"
+    assert (run_dir / "model" / "config.json").is_file()
+    assert (run_dir / "reward_critic" / "config.json").is_file()
+    assert (run_dir / "cost_critic").exists() == (schedule == "learned")
+    assert (run_dir / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
+    history = [json.loads(line) for line in (run_dir / "history.jsonl").open()]
+    assert [row["step"] for row in history] == [0.0, 1.0]
+    assert "oracle_harmful_ratio_harmful" in history[0] or "oracle_helpfulness_benign" in history[0]
+    samples = [json.loads(line) for line in (run_dir / "samples_train.jsonl").open()]
+    assert len(samples) == 2 * 4 * 2
+    assert results["test"]["num_responses"] == 8 and results["init"]["num_responses"] == 8
+    assert results["train"]["steps"] == 2
+    summary = (run_dir / "summary.md").read_text()
+    assert "harmful ratio" in summary and "training_curves.png" in summary
+    assert json.loads((run_dir / "results.json").read_text())["schedule"] == results["schedule"]
+
+
+def test_bad_schedule_option_and_missing_models_name_the_key(
+    model_folders, tmp_path, benchmark_dir
+):
+    cfg = compose_run_config(
+        ["stage=ppo_lag", "debug=fast", "lambda_schedule=learned", "+lambda_schedule.lrr=1"],
+        tmp_path,
+        benchmark_dir,
+    )
+    with pytest.raises(ConfigError, match="lambda_schedule"):
+        run_stage(cfg)
+    cfg = compose_run_config(
+        ["stage=ppo_lag", "debug=fast", f"stage.actor_init={tmp_path / 'nowhere'}"],
+        tmp_path,
+        benchmark_dir,
+    )
+    with pytest.raises(ConfigError, match=r"stage\.actor_init"):
+        run_stage(cfg)
