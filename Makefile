@@ -1,6 +1,7 @@
 # safe-rlhf-lightning: set-up, the embedded demo, tests and lint.
 #   make demo   create .venv, install, generate the embedded benchmark, train the SFT policy
 #   make reward train the round-1 reward model (after SFT); make cost: the cost model
+#   make ppo    PPO-Lagrangian from the round's SFT policy, reward and cost models (LAMBDA=learned)
 #   make test   create .venv, install, run the whole test suite
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -17,7 +18,7 @@ export HF_DATASETS_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo data sft reward cost test test-fast lint format clean clean-runs help
+.PHONY: install demo data sft reward cost ppo test test-fast lint format clean clean-runs help
 
 help:
 	@sed -n 's/^#  *make /make /p' $(MAKEFILE_LIST)
@@ -52,6 +53,14 @@ $(ROUND1)/reward/model/config.json: $(ROUND1)/sft/model/config.json
 cost: $(ROUND1)/cost/model/config.json
 $(ROUND1)/cost/model/config.json: $(ROUND1)/sft/model/config.json
 	$(BIN)/safe-rlhf-train stage=cost experiment_name=$(EXPERIMENT) paths.runs_dir=$(RUNS)
+
+# PPO-Lagrangian of round 1 with the λ schedule LAMBDA (learned | pid | fixed | none).
+LAMBDA ?= learned
+PPO_DIR := $(ROUND1)/ppo_lag$(if $(filter learned,$(LAMBDA)),,_$(LAMBDA))
+ppo: $(PPO_DIR)/model/config.json
+$(PPO_DIR)/model/config.json: $(ROUND1)/reward/model/config.json $(ROUND1)/cost/model/config.json
+	$(BIN)/safe-rlhf-train stage=ppo_lag lambda_schedule=$(LAMBDA) experiment_name=$(EXPERIMENT) \
+		paths.runs_dir=$(RUNS) hydra.run.dir=$(PPO_DIR)
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -16,7 +16,16 @@ from safe_rlhf_lightning.cli.train import CONF_DIR
 from safe_rlhf_lightning.config import ConfigError, RunConfig
 from tests.conftest import compose_run_config
 
-GROUPS = ["stage", "model", "data", "trainer", "logger", "debug"]
+GROUPS = [
+    "stage",
+    "model",
+    "data",
+    "trainer",
+    "logger",
+    "debug",
+    "lambda_schedule",
+    "cost_threshold",
+]
 NEEDS = {("model", "pretrained"): ["model.name_or_path=/some/folder"]}
 
 
@@ -42,6 +51,14 @@ def test_every_option_composes_and_validates(group, option, tmp_path):
 def test_debug_fast_composes_with_every_stage(stage, tmp_path):
     typed = validate_config(compose_run([f"stage={stage}", "debug=fast"], tmp_path))
     assert typed.trainer.max_steps == 4 and typed.stage.eval_limit == 8
+
+
+def test_schedules_and_thresholds_compose_into_the_ppo_stage(tmp_path):
+    cfg = compose_run(["stage=ppo_lag", "lambda_schedule=pid", "cost_threshold=minus3"], tmp_path)
+    typed = validate_config(cfg)
+    assert typed.stage.name == "ppo_lag" and typed.cost_threshold.cost_limit == -3.0
+    assert typed.lambda_schedule["_target_"].endswith("PIDLambda")
+    assert typed.lambda_schedule["cost_limit"] == -3.0  # interpolated from cost_threshold
 
 
 def test_every_group_has_options():
@@ -77,6 +94,11 @@ def test_wrong_type_fails_naming_the_key(tmp_path):
         (["stage=reward", "stage.loss_type=pairwise"], "stage.loss_type"),
         (["stage=cost", "stage.regularization=-1"], "stage.regularization"),
         (["stage=cost", "stage.normalizer_type=Batch"], "stage.normalizer_type"),
+        (["stage=ppo_lag", "stage.gamma=1.5"], "stage.gamma"),
+        (["stage=ppo_lag", "stage.minibatch_size=0"], "stage.minibatch_size"),
+        (["stage=ppo_lag", "stage.top_p=0"], "stage.top_p"),
+        (["stage=ppo_lag", "stage.kl_coef=-0.1"], "stage.kl_coef"),
+        (["stage=ppo_lag", "~lambda_schedule._target_"], "lambda_schedule"),
     ],
 )
 def test_bad_values_fail_before_any_model_is_built(override, key, tmp_path):

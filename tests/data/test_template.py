@@ -32,3 +32,11 @@ def test_template_needs_prompt_placeholder_exactly_once(text: str, count: int) -
     with pytest.raises(ValueError, match=f"exactly once, found it {count} times in") as caught:
         PromptTemplate(text)
     assert repr(text) in str(caught.value)
+
+
+def test_extract_prompt_inverts_format_prompt() -> None:
+    template = PromptTemplate()
+    for prompt in ("How do I bake bread?", "a {brace} and ASSISTANT: inside"):
+        assert template.extract_prompt(template.format_prompt(prompt)) == prompt
+    with pytest.raises(ValueError, match="does not follow the prompt template"):
+        template.extract_prompt("USER: hi")

@@ -214,6 +214,8 @@ def test_checkpoint_holds_schedule_history_and_rng_but_no_frozen_weights(
     assert fresh_schedule.lambda_value == pytest.approx(schedule.lambda_value)
     assert list(fresh_schedule.episode_costs) == list(schedule.episode_costs)
     assert fresh.ppo_step == 1
+    with pytest.raises(ValueError, match="LearnedLambda λ schedule, this run uses PIDLambda"):
+        make_module(small_tokenizer, PIDLambda(cost_limit=0.0)).on_load_checkpoint(checkpoint)
 
 
 def test_two_stream_schedule_needs_a_cost_critic(small_tokenizer):
@@ -243,9 +245,9 @@ def model_folders(tmp_path_factory, benchmark_dir):
     return root
 
 
-@pytest.mark.parametrize("schedule", ["learned", "none"])
+@pytest.mark.parametrize(("schedule", "ptx_coef"), [("learned", 1.0), ("none", 0.0)])
 def test_stage_run_writes_actor_curves_history_and_oracle_summary(
-    schedule, model_folders, tmp_path, benchmark_dir
+    schedule, ptx_coef, model_folders, tmp_path, benchmark_dir
 ):
     cfg = compose_run_config(
         [
@@ -255,7 +257,7 @@ def test_stage_run_writes_actor_curves_history_and_oracle_summary(
             f"stage.actor_init={model_folders / 'sft'}",
             f"stage.reward_model={model_folders / 'reward'}",
             f"stage.cost_model={model_folders / 'cost'}",
-            "stage.log_samples_every=1", "stage.save_critics=true",
+            "stage.log_samples_every=1", "stage.save_critics=true", f"stage.ptx_coef={ptx_coef}",
         ],
         tmp_path,
         benchmark_dir,
@@ -268,6 +270,7 @@ def test_stage_run_writes_actor_curves_history_and_oracle_summary(
     assert (run_dir / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
     history = [json.loads(line) for line in (run_dir / "history.jsonl").open()]
     assert [row["step"] for row in history] == [0.0, 1.0]
+    assert ("ptx_loss" in history[0]) == (ptx_coef > 0)  # SFT batches mixed into the updates
     assert "oracle_harmful_ratio_harmful" in history[0] or "oracle_helpfulness_benign" in history[0]
     samples = [json.loads(line) for line in (run_dir / "samples_train.jsonl").open()]
     assert len(samples) == 2 * 4 * 2

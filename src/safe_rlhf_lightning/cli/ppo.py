@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from pathlib import Path
 
 from hydra.errors import InstantiationException
@@ -120,7 +121,9 @@ def run_ppo(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
         sample_sink=lambda step, rows: _append_samples(samples_path, trainer, step, rows),
         log_samples_every=stage.log_samples_every,
     )  # fmt: skip
-    trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt_path)
+    with warnings.catch_warnings():  # the reference, R and C are in eval mode on purpose
+        warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode")
+        trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt_path)
     save_pretrained_atomic(actor, tokenizer, run_dir / "model")
     log.info("saved the actor to %s", run_dir / "model")
     if stage.save_critics:

@@ -166,8 +166,10 @@ class PPOLagrangianModule(pl.LightningModule):
         started = time.perf_counter()
         # 1. Rollout: sample with the actor, score with every model (no gradient, eval mode).
         rollout = self.make_rollout(prompts)
-        # 2. λ update on the window of episode costs (before the advantages use it, as upstream).
-        schedule_stats = self.schedule.update(rollout.cost, step=step)
+        # 2. λ update on the window of episode costs (before the advantages use it, as upstream);
+        # every rank sees the costs of all ranks, so λ stays identical across them.
+        episode_costs = self.all_gather(rollout.cost).flatten()
+        schedule_stats = self.schedule.update(episode_costs, step=step)
         # 3. KL shaping and GAE for each stream, then the actor's advantage.
         targets = self.advantages(rollout)
         # 4. K PPO epochs over minibatches: actor, critics (and PTX) in one update each.
@@ -404,6 +406,7 @@ class PPOLagrangianModule(pl.LightningModule):
             k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(FROZEN)
         }
         checkpoint["lambda_schedule"] = self.schedule.state_dict()
+        checkpoint["lambda_schedule_type"] = type(self.schedule).__name__
         checkpoint["ppo_history"] = list(self.history)
         checkpoint["ppo_step"] = self.ppo_step
         checkpoint["rng_states"] = {
@@ -414,6 +417,13 @@ class PPOLagrangianModule(pl.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get("lambda_schedule_type")
+        if saved != type(self.schedule).__name__:
+            raise ValueError(
+                f"the checkpoint was trained with the {saved} λ schedule, this run uses "
+                f"{type(self.schedule).__name__}: give the run its own hydra.run.dir "
+                "(or resume=false)"
+            )
         self.schedule.load_state_dict(checkpoint["lambda_schedule"])
         self.history = list(checkpoint.get("ppo_history", []))
         self.ppo_step = checkpoint.get("ppo_step", 0)
