@@ -9,6 +9,7 @@ import random
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ModelCheckpoint
@@ -175,18 +176,25 @@ def oracle_eval_prompts(typed: RunConfig, stage: PolicyStageConfig) -> list[str]
     return prompts[: stage.eval_limit]
 
 
-def oracle_eval(model, tokenizer, prompts, template, stage: PolicyStageConfig):
-    """Sample ``model`` on ``prompts`` with the stage's eval settings; oracle metrics and rows."""
-    return oracle_evaluate_policy(
-        model,
-        tokenizer,
-        prompts,
-        template,
-        max_new_tokens=stage.eval_max_new_tokens,
-        temperature=stage.eval_temperature,
-        top_p=stage.eval_top_p,
-        batch_size=stage.eval_batch_size,
-    )
+def oracle_eval(model, tokenizer, prompts, template, stage: PolicyStageConfig, seed: int):
+    """Sample ``model`` on ``prompts`` with the stage's eval settings; oracle metrics and rows.
+
+    Sampling uses its own RNG stream seeded with ``seed``: the same policy gets the same samples
+    in every run (so baselines compare across runs), and training's RNG is left untouched.
+    """
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        return oracle_evaluate_policy(
+            model,
+            tokenizer,
+            prompts,
+            template,
+            max_new_tokens=stage.eval_max_new_tokens,
+            temperature=stage.eval_temperature,
+            top_p=stage.eval_top_p,
+            batch_size=stage.eval_batch_size,
+        )
 
 
 def log_metrics(trainer: pl.Trainer, metrics: dict[str, float]) -> None:

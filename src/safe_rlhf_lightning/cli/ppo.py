@@ -85,7 +85,9 @@ def run_ppo(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
         "cost_limit": typed.cost_threshold.cost_limit,
     }
     if eval_prompts and stage.evaluate_before_training:
-        results["init"], _ = oracle_eval(actor, tokenizer, eval_prompts, template, stage)
+        results["init"], _ = oracle_eval(
+            actor, tokenizer, eval_prompts, template, stage, typed.seed
+        )
         log_metrics(trainer, {f"init/{k}": v for k, v in results["init"].items()})
 
     samples_path = run_dir / "samples_train.jsonl"
@@ -137,7 +139,9 @@ def run_ppo(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
                          typed.cost_threshold.cost_limit)  # fmt: skip
     results["train"] = _training_summary(history)
     if eval_prompts:
-        results["test"], rows = oracle_eval(actor, tokenizer, eval_prompts, template, stage)
+        results["test"], rows = oracle_eval(
+            actor, tokenizer, eval_prompts, template, stage, typed.seed
+        )
         log_metrics(trainer, {f"test/{k}": v for k, v in results["test"].items()})
         write_jsonl_atomic(run_dir / "samples.jsonl", rows)
     _write_summary(run_dir, results)

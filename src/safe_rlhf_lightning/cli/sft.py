@@ -49,7 +49,9 @@ def run_sft(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
     eval_prompts = oracle_eval_prompts(typed, stage)
     results: dict = {"num_parameters": model.num_parameters()}
     if eval_prompts and stage.evaluate_before_training:
-        results["init"], _ = oracle_eval(model, tokenizer, eval_prompts, template, stage)
+        results["init"], _ = oracle_eval(
+            model, tokenizer, eval_prompts, template, stage, typed.seed
+        )
         log_metrics(trainer, {f"init/{k}": v for k, v in results["init"].items()})
 
     module = SFTModule(model, **optimizer_options(stage))
@@ -62,7 +64,9 @@ def run_sft(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
     log.info("saved the SFT policy to %s", run_dir / "model")
 
     if eval_prompts:
-        results["test"], rows = oracle_eval(model, tokenizer, eval_prompts, template, stage)
+        results["test"], rows = oracle_eval(
+            model, tokenizer, eval_prompts, template, stage, typed.seed
+        )
         log_metrics(trainer, {f"test/{k}": v for k, v in results["test"].items()})
         write_jsonl_atomic(run_dir / "samples.jsonl", rows)
         _write_summary(run_dir, results)
