@@ -145,7 +145,7 @@ def test_two_ppo_steps_train_actor_and_critics_and_freeze_the_rest(
         small_tokenizer, schedule,
         observer=lambda prompts, responses: observed.append(len(responses)) or {"oracle_x": 1.0},
         sample_sink=lambda step, rows: sink_rows.extend(rows), log_samples_every=1,
-        max_ppo_steps=2,
+        max_ppo_steps=2, whiten_advantages=name == "pid",  # the whitened path too
     )  # fmt: skip
     trained = {id(m) for m in module.trained_models()}
     before = {n: p.detach().clone() for n, p in module.named_parameters()}
