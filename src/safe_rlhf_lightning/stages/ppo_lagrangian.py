@@ -25,6 +25,7 @@ from ..functional import (
     generalized_advantages,
     kl_shaped_scores,
     masked_mean,
+    masked_sum,
     mix_advantages,
     ppo_actor_loss,
     ptx_loss,
@@ -145,8 +146,14 @@ class PPOLagrangianModule(pl.LightningModule):
 
     # -- the models that learn, and those that never do --------------------------------------
 
+    def named_trained_models(self) -> dict[str, nn.Module]:
+        models = {"actor": self.actor, "reward_critic": self.reward_critic}
+        if self.cost_critic is not None:
+            models["cost_critic"] = self.cost_critic
+        return models
+
     def trained_models(self) -> list[nn.Module]:
-        return [m for m in (self.actor, self.reward_critic, self.cost_critic) if m is not None]
+        return list(self.named_trained_models().values())
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -177,8 +184,7 @@ class PPOLagrangianModule(pl.LightningModule):
         # 5. Logging.
         elapsed = time.perf_counter() - started
         stats = self.step_stats(rollout, targets, update_stats, schedule_stats, elapsed)
-        if self.observer is not None or (self.sample_sink and step % hp.log_samples_every == 0):
-            self.observe(rollout, stats, step)
+        self.observe(rollout, stats, step)
         shown = ("reward", "cost", "lambda")
         self.log_dict({f"train/{k}": stats[k] for k in shown}, on_step=True, prog_bar=True)
         self.log_dict({f"train/{k}": v for k, v in stats.items() if k not in shown}, on_step=True)
@@ -263,7 +269,7 @@ class PPOLagrangianModule(pl.LightningModule):
         optimizer, scheduler = self.optimizers(), self.lr_schedulers()
         size = rollout.input_ids.shape[0]
         chunks = math.ceil(size / hp.minibatch_size)
-        sums: dict[str, float] = {}
+        sums: dict[str, Tensor] = {}  # detached tensors: one host sync per PPO step, not per update
         for _ in range(hp.update_epochs):
             order = torch.randperm(size, device=rollout.input_ids.device)
             for chunk, index in enumerate(order.tensor_split(chunks)):
@@ -271,14 +277,15 @@ class PPOLagrangianModule(pl.LightningModule):
                 loss, stats = self.minibatch_loss(rollout, targets, index, ptx)
                 optimizer.zero_grad()
                 self.manual_backward(loss)
-                for model in self.trained_models():  # each model clipped on its own, as upstream
+                # Each model clipped on its own, as upstream.
+                for name, model in self.named_trained_models().items():
                     norm = torch.nn.utils.clip_grad_norm_(model.parameters(), hp.max_grad_norm)
-                    stats[f"grad_norm/{_name(self, model)}"] = float(norm)
+                    stats[f"grad_norm/{name}"] = norm.detach()
                 optimizer.step()
                 scheduler.step()
                 for key, value in stats.items():
-                    sums[key] = sums.get(key, 0.0) + float(value) / (hp.update_epochs * chunks)
-        return sums
+                    sums[key] = sums.get(key, 0.0) + value / (hp.update_epochs * chunks)
+        return {key: float(value) for key, value in sums.items()}
 
     def minibatch_loss(
         self,
@@ -335,17 +342,13 @@ class PPOLagrangianModule(pl.LightningModule):
     ) -> dict[str, float]:
         mask = rollout.response_mask
         lengths = mask.sum(dim=-1).float()
-        kl = masked_mean(rollout.logprobs - rollout.ref_logprobs, mask, dim=-1).mean()
+        kl = rollout.logprobs - rollout.ref_logprobs  # (B, T)
         stats = {
             "reward": rollout.reward.mean().item(),
             "cost": rollout.cost.mean().item(),
             "lambda": self.schedule.lambda_value,
-            "kl_divergence": (rollout.logprobs - rollout.ref_logprobs)
-            .masked_fill(~mask, 0)
-            .sum(-1)
-            .mean()
-            .item(),
-            "kl_per_token": kl.item(),
+            "kl_divergence": masked_sum(kl, mask, dim=-1).mean().item(),  # per response
+            "kl_per_token": masked_mean(kl, mask, dim=-1).mean().item(),
             "mean_generated_length": lengths.mean().item(),
             "max_generated_length": lengths.max().item(),
             "reward_with_kl_penalty": targets["rewards"].sum(-1).mean().item(),
@@ -365,14 +368,16 @@ class PPOLagrangianModule(pl.LightningModule):
         return stats
 
     def observe(self, rollout: Rollout, stats: dict[str, float], step: int) -> None:
-        if self.decode is None:
+        """Decoded rollouts to the observer (every step) and the sample sink (every N steps)."""
+        write_samples = self.sample_sink is not None and step % self.hparams.log_samples_every == 0
+        if self.decode is None or (self.observer is None and not write_samples):
             return
         prompt_length = rollout.prompt_length
         prompts = self.decode(rollout.input_ids[:, :prompt_length])
         responses = self.decode(rollout.input_ids[:, prompt_length:])
         if self.observer is not None:
             stats.update(self.observer(prompts, responses))
-        if self.sample_sink is not None and step % self.hparams.log_samples_every == 0:
+        if write_samples:
             rows = [
                 {"step": step, "prompt": p, "response": r, "reward": rw, "cost": c}
                 for p, r, rw, c in zip(
@@ -444,9 +449,3 @@ def updates_per_rollout(rollouts: int, update_epochs: int, minibatch_size: int) 
 def _rows(batch: SupervisedBatch, chunk: int, chunks: int) -> SupervisedBatch:
     """The ``chunk``-th of ``chunks`` row slices of a batch (PTX rows spread over minibatches)."""
     return SupervisedBatch(*(t.tensor_split(chunks)[chunk] for t in batch))
-
-
-def _name(module: PPOLagrangianModule, model: nn.Module) -> str:
-    return {id(module.actor): "actor", id(module.reward_critic): "reward_critic"}.get(
-        id(model), "cost_critic"
-    )
