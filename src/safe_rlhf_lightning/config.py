@@ -272,26 +272,39 @@ class PPOStageConfig(PolicyStageConfig):
     """V_R starts from R (upstream's default), or from any score model or causal LM."""
     cost_critic_init: str = "${stage.cost_model}"
     num_return_sequences: int = 4
+    """Responses sampled per prompt in each rollout (``batch_size`` prompts per rollout)."""
     max_new_tokens: int = 48
+    """Longest sampled response; a response cut here has no EOS."""
     temperature: float = 1.0
+    """Sampling temperature of the rollouts (the eval_* keys set the oracle evaluation's)."""
     top_p: float = 1.0
+    """Nucleus sampling of the rollouts; 1 samples from the whole distribution."""
     repetition_penalty: float = 1.0
+    """Hugging Face's repetition penalty during rollouts; 1 is off."""
     update_epochs: int = 2
     """PPO epochs over each rollout."""
     minibatch_size: int = 32
     """Rollouts per gradient update."""
     critic_lr: float = 1e-3
+    """Peak learning rate of both critics (``lr`` is the actor's)."""
     kl_coef: float = 0.05
+    """β of the per-token KL penalty: reward stream -β·KL, cost stream +β·KL."""
     clip_range: float = 0.2
+    """ε of PPO's clipped surrogate (ratio kept in [1 - ε, 1 + ε])."""
     clip_range_value: float = 5.0
+    """How far a critic's value may move from its rollout value in the clipped value loss."""
     clip_range_score: float = 50.0
+    """Bound on every per-token reward and cost after KL shaping."""
     gamma: float = 1.0
+    """GAE discount."""
     gae_lambda: float = 0.95
+    """GAE trace parameter (1 = Monte Carlo returns, 0 = one-step TD)."""
     whiten_advantages: bool = False
     """Normalise each stream's advantages per rollout before mixing (not upstream's)."""
     ptx_coef: float = 0.0
     """Weight of the SFT loss on ``data.sft_train`` mixed into each update; 0 = off."""
     max_grad_norm: float = 1.0
+    """Gradient-norm clip, applied to the actor and to each critic separately."""
     log_samples_every: int = 20
     """Steps between rows of sampled responses written to ``samples_train.jsonl``."""
     save_critics: bool = False
