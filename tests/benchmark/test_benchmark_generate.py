@@ -24,8 +24,8 @@ from safe_rlhf_lightning.benchmark import (
     generate_benchmark,
 )
 from safe_rlhf_lightning.benchmark.annotators import label_agreement
-from safe_rlhf_lightning.benchmark.generate import write_jsonl_atomic
 from safe_rlhf_lightning.benchmark.phrases import normalize
+from safe_rlhf_lightning.files import write_jsonl_atomic
 
 Rows = dict[str, list[dict[str, Any]]]
 ALL_FILES = [

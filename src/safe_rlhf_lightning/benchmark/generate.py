@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -46,6 +44,7 @@ from safe_rlhf_lightning.benchmark.world import (
     STEP_CONNECTORS,
     all_topics,
 )
+from safe_rlhf_lightning.files import write_jsonl_atomic, write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +137,7 @@ def generate_benchmark(
         "sft": _demonstration_stats(sft_train, oracle),
         "cost": cost_reference(train, [p for p, _ in sft_train], [r for _, r in sft_train], oracle),
     }
-    _write_atomic(output / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
+    write_text_atomic(output / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
     logger.info("wrote the synthetic benchmark to %s: %s", output, json.dumps(manifest["counts"]))
     return manifest
 
@@ -242,21 +241,3 @@ def _demonstration_stats(
         "mean_helpfulness": fmean(s.helpfulness for _, s in scores),
         "max_words": float(max(s.num_words for _, s in scores)),
     }
-
-
-def write_jsonl_atomic(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
-    """Write rows as JSONL via a temporary file and ``os.replace``: never a half-written file."""
-    _write_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
