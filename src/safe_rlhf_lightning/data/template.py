@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 PROMPT_PLACEHOLDER = "{prompt}"
@@ -9,6 +10,8 @@ PROMPT_PLACEHOLDER = "{prompt}"
 # Upstream safe-rlhf's PROMPT_BEGIN + PROMPT_USER + PROMPT_ASSISTANT, so that checkpoints trained
 # there and here read the same text.
 DEFAULT_TEMPLATE = "BEGINNING OF CONVERSATION: USER: {prompt} ASSISTANT:"
+# Upstream's PROMPT_BEGIN: written once at the start of a multi-turn dialogue, not once per turn.
+CONVERSATION_BEGIN = "BEGINNING OF CONVERSATION: "
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,29 @@ class PromptTemplate:
 
     def format_response(self, response: str) -> str:
         return self.response_prefix + response.lstrip()
+
+    def format_dialogue(
+        self, turns: Sequence[tuple[str, str]], prompt: str, *, end_of_response: str = ""
+    ) -> str:
+        """Earlier ``(prompt, response)`` turns and a new ``prompt`` as one model input.
+
+        Laid out as upstream safe-rlhf's chatbot does: ``CONVERSATION_BEGIN`` once, then per turn
+        ``USER: {prompt} ASSISTANT:`` + formatted response + ``end_of_response`` (pass the EOS
+        token's text: responses are trained to end with it), e.g. ``BEGINNING OF CONVERSATION:
+        USER: q1 ASSISTANT: a1</s>USER: q2 ASSISTANT:``. A template that does not start with
+        ``CONVERSATION_BEGIN`` is repeated whole for every turn.
+        """
+        begin = CONVERSATION_BEGIN if self.template.startswith(CONVERSATION_BEGIN) else ""
+        turn = self.template[len(begin) :]
+        parts = [begin]
+        for earlier_prompt, response in turns:
+            parts += [
+                turn.replace(PROMPT_PLACEHOLDER, earlier_prompt),
+                self.format_response(response),
+                end_of_response,
+            ]
+        parts.append(turn.replace(PROMPT_PLACEHOLDER, prompt))
+        return "".join(parts)
 
     def extract_prompt(self, formatted: str) -> str:
         """The user prompt inside ``formatted`` (the inverse of ``format_prompt``)."""
