@@ -16,7 +16,7 @@ from torch import Tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .functional import gather_logprobs
-from .models import ScoreModel
+from .models import ScoreModel, decode
 from .types import PromptBatch
 
 
@@ -70,7 +70,7 @@ def sample(
     eos_token_id: int,
     pad_token_id: int,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Sample ``num_return_sequences`` responses per prompt (KV-cached ``generate``).
+    """Sample ``num_return_sequences`` responses per prompt (KV-cached ``models.decode``).
 
     Returns ``(input_ids, attention_mask, response_mask)`` of shapes (B·k, P + T), (B·k, P + T)
     and (B·k, T); rows of the same prompt are adjacent.
@@ -78,19 +78,17 @@ def sample(
     k = options.num_return_sequences
     prompt_ids = prompts.input_ids.repeat_interleave(k, dim=0)  # (B·k, P)
     prompt_mask = prompts.attention_mask.repeat_interleave(k, dim=0)
-    output = actor.generate(
-        input_ids=prompt_ids,
-        attention_mask=prompt_mask.long(),
-        do_sample=True,
+    response_ids = decode(
+        actor,
+        prompt_ids,
+        prompt_mask,
         max_new_tokens=options.max_new_tokens,
-        temperature=options.temperature,
-        top_p=options.top_p,
-        top_k=0,  # no top-k truncation: sample from the full (top-p) distribution
-        repetition_penalty=options.repetition_penalty,
         eos_token_id=eos_token_id,
         pad_token_id=pad_token_id,
-    )
-    response_ids = output[:, prompt_ids.shape[1] :]  # (B·k, T)
+        temperature=options.temperature,
+        top_p=options.top_p,
+        repetition_penalty=options.repetition_penalty,
+    )  # (B·k, T)
     response_mask = response_mask_until_eos(response_ids, eos_token_id)
     input_ids = torch.cat([prompt_ids, torch.where(response_mask, response_ids, pad_token_id)], 1)
     attention_mask = torch.cat([prompt_mask.bool(), response_mask], dim=1)
@@ -101,15 +99,17 @@ def response_logprobs(
     model: PreTrainedModel, input_ids: Tensor, attention_mask: Tensor, prompt_length: int
 ) -> Tensor:
     """(B, T) log-probabilities of the response tokens (with gradient if the model has one)."""
+    # Only the T + 1 last positions (those that predict response tokens, and the last one) reach
+    # the LM head: it is a large share of a small model's compute, and of the memory of the logits.
+    start = prompt_length - 1
     logits = model(
         input_ids=input_ids,
         attention_mask=attention_mask,
         position_ids=position_ids(attention_mask),
         use_cache=False,
-    ).logits  # (B, P + T, V)
-    # Only the logits that predict response tokens go through log_softmax.
-    start = prompt_length - 1
-    return gather_logprobs(logits[:, start:], input_ids[:, start:])
+        logits_to_keep=input_ids.shape[1] - start,
+    ).logits  # (B, T + 1, V)
+    return gather_logprobs(logits, input_ids[:, start:])
 
 
 def response_values(

@@ -2,7 +2,7 @@
 models (reward, cost, critics) in upstream safe-rlhf's checkpoint format."""
 
 from .causal_lm import add_missing_special_tokens, build_tiny_causal_lm, load_causal_lm
-from .generation import generate_texts
+from .generation import decode, generate_texts, sample_from_logits
 from .io import save_pretrained_atomic
 from .normalizer import (
     ExponentialMovingAverage,
@@ -24,10 +24,12 @@ __all__ = [
     "add_missing_special_tokens",
     "build_normalizer",
     "build_tiny_causal_lm",
+    "decode",
     "generate_texts",
     "is_score_model_folder",
     "load_causal_lm",
     "load_tokenizer",
+    "sample_from_logits",
     "save_pretrained_atomic",
     "train_bpe_tokenizer",
 ]

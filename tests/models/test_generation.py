@@ -1,0 +1,89 @@
+"""The KV-cached decoding loop against Hugging Face's generate and a cache-free reference."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from safe_rlhf_lightning.models import build_tiny_causal_lm, decode, sample_from_logits
+from safe_rlhf_lightning.rollout import position_ids
+from tests.conftest import TEST_MODEL_SIZE
+
+PROMPTS = ["USER: How do I bake bread? ASSISTANT:", "USER: Hi ASSISTANT:", "Knead the dough"]
+
+
+@pytest.fixture(scope="module")
+def model_and_prompts(small_tokenizer):
+    model = build_tiny_causal_lm(small_tokenizer, seed=3, **TEST_MODEL_SIZE).eval()
+    encoded = small_tokenizer(PROMPTS, padding=True, padding_side="left", return_tensors="pt")
+    assert encoded["attention_mask"][1, 0] == 0  # rows really are left padded
+    return model, encoded["input_ids"], encoded["attention_mask"]
+
+
+def test_inverse_transform_sampling_draws_the_softmax_distribution():
+    probs = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.0])
+    logits = probs.log().expand(40_000, -1)  # the last token has logit -inf
+    draws = sample_from_logits(logits, torch.Generator().manual_seed(0))
+    frequencies = torch.bincount(draws, minlength=5).double() / len(draws)
+    # 4 standard deviations of a binomial share with n = 40,000 is at most 0.01.
+    assert torch.allclose(frequencies, probs.double(), atol=0.01)
+    assert frequencies[4] == 0
+
+
+def test_greedy_decoding_equals_generate(model_and_prompts, small_tokenizer):
+    model, ids, mask = model_and_prompts
+    pad, eos = small_tokenizer.pad_token_id, small_tokenizer.eos_token_id
+    ours = decode(model, ids, mask, max_new_tokens=12, eos_token_id=eos, pad_token_id=pad,
+                  do_sample=False)  # fmt: skip
+    theirs = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=12,
+                            eos_token_id=eos, pad_token_id=pad)[:, ids.shape[1]:]  # fmt: skip
+    assert torch.equal(ours, theirs)
+
+
+def test_sampling_with_the_cache_equals_sampling_without_it(model_and_prompts, small_tokenizer):
+    """Same seed, same draws: a reference that runs the whole sequence every step picks the same
+    tokens, so the cache, positions and masks of the loop change nothing."""
+    model, ids, mask = model_and_prompts
+    torch.manual_seed(11)
+    ours = decode(model, ids, mask, max_new_tokens=10, eos_token_id=-1, pad_token_id=0,
+                  temperature=0.7)  # fmt: skip
+    torch.manual_seed(11)
+    sequence, full_mask, reference = ids, mask.long(), []
+    for _ in range(10):
+        logits = model(input_ids=sequence, attention_mask=full_mask,
+                       position_ids=position_ids(full_mask)).logits[:, -1]  # fmt: skip
+        token = sample_from_logits(logits / 0.7)
+        reference.append(token)
+        sequence = torch.cat([sequence, token[:, None]], dim=1)
+        full_mask = torch.cat([full_mask, torch.ones_like(token[:, None])], dim=1)
+    assert torch.equal(ours, torch.stack(reference, dim=1))
+
+
+def test_rows_hold_pad_after_eos_and_decoding_stops_when_all_ended(model_and_prompts):
+    model, ids, mask = model_and_prompts
+    torch.manual_seed(5)
+    free = decode(model, ids, mask, max_new_tokens=8, eos_token_id=-1, pad_token_id=0)
+    # Make a token that row 0 first samples after step 0 the EOS; with the same seed the draws
+    # are the same up to there.
+    step = next(t for t in range(1, 8) if free[0, t] not in free[0, :t])
+    eos = int(free[0, step])
+    torch.manual_seed(5)
+    ended = decode(model, ids, mask, max_new_tokens=8, eos_token_id=eos, pad_token_id=0)
+    first_eos = [int((row == eos).nonzero()[0, 0]) if (row == eos).any() else None for row in ended]
+    assert first_eos[0] == step
+    assert torch.equal(ended[0, : step + 1], free[0, : step + 1])
+    for row, stop in zip(ended, first_eos, strict=True):
+        if stop is not None:
+            assert (row[stop + 1 :] == 0).all()
+    if all(stop is not None for stop in first_eos):
+        assert ended.shape[1] == max(first_eos) + 1  # stopped early
+
+
+def test_top_p_keeps_only_the_nucleus(model_and_prompts):
+    model, ids, mask = model_and_prompts
+    greedy = decode(model, ids, mask, max_new_tokens=8, eos_token_id=-1, pad_token_id=0,
+                    do_sample=False)  # fmt: skip
+    nucleus = decode(
+        model, ids, mask, max_new_tokens=8, eos_token_id=-1, pad_token_id=0, top_p=1e-6
+    )  # fmt: skip (only the most likely token survives)
+    assert torch.equal(nucleus, greedy)
