@@ -1,7 +1,10 @@
 # safe-rlhf-lightning: set-up, the embedded demo, tests and lint.
-#   make demo   create .venv, install, generate the embedded benchmark, train the SFT policy
-#   make reward train the round-1 reward model (after SFT); make cost: the cost model
-#   make ppo    PPO-Lagrangian from the round's SFT policy, reward and cost models (LAMBDA=learned)
+#   make demo   create .venv, install, then the whole round-1 pipeline on the embedded benchmark:
+#               data -> SFT -> reward -> cost -> PPO-Lagrangian and reward-only PPO -> evaluation
+#               (report in runs/demo/round1/eval/report.md); again: only what is missing runs,
+#               FORCE=1 runs every stage again from scratch
+#   make sft | reward | cost | eval   one stage of round 1 (and what it needs)
+#   make ppo    PPO from the round's SFT policy, R and C (LAMBDA=learned | pid | fixed | none)
 #   make test   create .venv, install, run the whole test suite
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -11,56 +14,89 @@ EXPERIMENT ?= demo
 RUNS ?= runs
 ROUND1 := $(RUNS)/$(EXPERIMENT)/round1
 PYTEST_ARGS ?=
+DATA ?= data/benchmark
+# Extra Hydra overrides for every stage, e.g. ARGS="seed=1 trainer=gpu".
+ARGS ?=
+INSTALL_STAMP ?= $(BIN)/.installed
 
 # Offline by default: no hub look-ups, wandb writes locally. Override in the environment.
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
-export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo data sft reward cost ppo test test-fast lint format clean clean-runs help
+.PHONY: install demo data sft reward cost ppo eval test test-fast lint format clean clean-runs help
 
 help:
 	@sed -n 's/^#  *make /make /p' $(MAKEFILE_LIST)
 
-$(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+$(INSTALL_STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
-install: $(BIN)/.installed
+install: $(INSTALL_STAMP)
 
-# The embedded default end to end (for now: data generation and SFT). Each step is a file target,
-# so running it again re-runs only what is missing.
-demo: install sft
-	@cat $(ROUND1)/sft/summary.md
+# The embedded default end to end. Each stage is a file target (the folder it writes), so running
+# it again re-runs only what is missing; an interrupted stage resumes from its last checkpoint.
+# Stages that need the same inputs run two at a time (reward ‖ cost, PPO-Lagrangian ‖ reward-only
+# PPO), one torch thread each: on 2 cores two one-thread jobs do ~1.4x the work of one two-thread
+# job with these tiny models. The second job of a pair keeps its log lines but not its bar.
+demo: install
+	$(MAKE) --no-print-directory -j2 eval PAIRED=1
+	@cat $(ROUND1)/eval/report.md
+	@echo "report: $(ROUND1)/eval/report.md"
 
-data: data/benchmark/manifest.json
-data/benchmark/manifest.json: | $(BIN)/.installed
-	$(BIN)/safe-rlhf-benchmark output_dir=data/benchmark
+ifeq ($(FORCE),1)
+STAGE_FORCE := force
+TRAIN_ARGS := resume=false
+endif
+TRAIN := $(BIN)/safe-rlhf-train experiment_name=$(EXPERIMENT) paths.runs_dir=$(RUNS) \
+	data.root=$(DATA) $(TRAIN_ARGS) $(ARGS)
+ifeq ($(PAIRED),1)
+FIRST_OF_PAIR := OMP_NUM_THREADS=1
+SECOND_OF_PAIR := OMP_NUM_THREADS=1
+SECOND_OF_PAIR_ARGS := trainer.enable_progress_bar=false
+endif
+
+data: $(DATA)/manifest.json
+$(DATA)/manifest.json: | $(INSTALL_STAMP)
+	$(BIN)/safe-rlhf-benchmark output_dir=$(DATA)
 
 sft: $(ROUND1)/sft/model/config.json
-$(ROUND1)/sft/model/config.json: data/benchmark/manifest.json
-	$(BIN)/safe-rlhf-train stage=sft experiment_name=$(EXPERIMENT) paths.runs_dir=$(RUNS)
+$(ROUND1)/sft/model/config.json: $(DATA)/manifest.json $(STAGE_FORCE)
+	$(TRAIN) stage=sft
 
 # Reward and cost models of round 1, each started from the round's SFT policy.
 reward: $(ROUND1)/reward/model/config.json
-$(ROUND1)/reward/model/config.json: $(ROUND1)/sft/model/config.json
-	$(BIN)/safe-rlhf-train stage=reward experiment_name=$(EXPERIMENT) paths.runs_dir=$(RUNS)
+$(ROUND1)/reward/model/config.json: $(ROUND1)/sft/model/config.json $(STAGE_FORCE)
+	$(FIRST_OF_PAIR) $(TRAIN) stage=reward
 
 cost: $(ROUND1)/cost/model/config.json
-$(ROUND1)/cost/model/config.json: $(ROUND1)/sft/model/config.json
-	$(BIN)/safe-rlhf-train stage=cost experiment_name=$(EXPERIMENT) paths.runs_dir=$(RUNS)
+$(ROUND1)/cost/model/config.json: $(ROUND1)/sft/model/config.json $(STAGE_FORCE)
+	$(SECOND_OF_PAIR) $(TRAIN) stage=cost $(SECOND_OF_PAIR_ARGS)
 
-# PPO-Lagrangian of round 1 with the λ schedule LAMBDA (learned | pid | fixed | none).
+# PPO of round 1 per λ schedule: learned (Safe RLHF, folder ppo_lag), pid, fixed (reward
+# shaping), none (reward-only PPO); the folder is ppo_lag_<schedule> for all but learned.
+ppo_dir = $(ROUND1)/ppo_lag$(if $(filter learned,$(1)),,_$(1))
+define PPO_RULE
+$(call ppo_dir,$(1))/model/config.json: $(ROUND1)/reward/model/config.json $(ROUND1)/cost/model/config.json $(STAGE_FORCE)
+	$$(if $$(filter learned,$(1)),$$(FIRST_OF_PAIR),$$(SECOND_OF_PAIR)) $(TRAIN) stage=ppo_lag \
+		lambda_schedule=$(1) hydra.run.dir=$(call ppo_dir,$(1)) \
+		$$(if $$(filter learned,$(1)),,$$(SECOND_OF_PAIR_ARGS))
+endef
+$(foreach schedule,learned pid fixed none,$(eval $(call PPO_RULE,$(schedule))))
 LAMBDA ?= learned
-PPO_DIR := $(ROUND1)/ppo_lag$(if $(filter learned,$(LAMBDA)),,_$(LAMBDA))
-ppo: $(PPO_DIR)/model/config.json
-$(PPO_DIR)/model/config.json: $(ROUND1)/reward/model/config.json $(ROUND1)/cost/model/config.json
-	$(BIN)/safe-rlhf-train stage=ppo_lag lambda_schedule=$(LAMBDA) experiment_name=$(EXPERIMENT) \
-		paths.runs_dir=$(RUNS) hydra.run.dir=$(PPO_DIR)
+ppo: $(call ppo_dir,$(LAMBDA))/model/config.json
+
+# Evaluation of SFT, Safe RLHF (PPO-Lagrangian) and reward-only PPO side by side.
+eval: $(ROUND1)/eval/results.json
+$(ROUND1)/eval/results.json: $(call ppo_dir,learned)/model/config.json $(call ppo_dir,none)/model/config.json $(STAGE_FORCE)
+	$(TRAIN) stage=eval
+
+.PHONY: force
+force:
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -77,7 +113,7 @@ format: install
 	$(BIN)/ruff format src tests
 
 clean-runs:
-	rm -rf $(RUNS) data/benchmark outputs
+	rm -rf $(RUNS) $(DATA) outputs
 
 clean: clean-runs
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -84,3 +84,27 @@ def compose_run_config(overrides: list[str], tmp_path, benchmark_dir=None):
                 *overrides,
             ],
         )
+
+
+TEST_MODEL_SIZE = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64}
+
+
+@pytest.fixture(scope="session")
+def model_folders(tmp_path_factory):
+    """Untrained SFT, reward and cost folders of the tiny test size, sharing a tokenizer trained
+    on the benchmark's text (what the PPO and evaluation stages read)."""
+    from safe_rlhf_lightning.benchmark import benchmark_corpus
+    from safe_rlhf_lightning.data import PromptTemplate
+    from safe_rlhf_lightning.models import ScoreModel, build_tiny_causal_lm, train_bpe_tokenizer
+
+    root = tmp_path_factory.mktemp("models")
+    corpus = [*benchmark_corpus(), PromptTemplate().format_prompt("")]
+    tokenizer = train_bpe_tokenizer(corpus, vocab_size=600)
+    actor = build_tiny_causal_lm(tokenizer, seed=0, **TEST_MODEL_SIZE)
+    actor.save_pretrained(root / "sft")
+    tokenizer.save_pretrained(root / "sft")
+    for seed, name in ((1, "reward"), (2, "cost")):
+        torch.manual_seed(seed)
+        backbone = build_tiny_causal_lm(tokenizer, seed=seed, **TEST_MODEL_SIZE)
+        ScoreModel(backbone, score_type=name).save_pretrained(root / name, tokenizer)
+    return root

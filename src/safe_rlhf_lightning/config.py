@@ -43,7 +43,7 @@ class TinyModelConfig:
     vocab_size: int = 2048
     """Target size of the byte-level BPE trained on the benchmark's text (may come out smaller)."""
     hidden_size: int = 128
-    num_layers: int = 4
+    num_layers: int = 2
     num_heads: int = 4
     intermediate_size: int = 384
     max_position_embeddings: int = 512
@@ -325,6 +325,90 @@ class PPOStageConfig(PolicyStageConfig):
 
 
 @dataclass
+class EvalStageConfig:
+    """Evaluation (``name: eval``) of several policies on the same held-out prompts: oracle
+    metrics on the embedded benchmark, reward and cost distributions under R and C, arenas judged
+    by R and C, Elo ratings, plots and a report in ``<round>/eval/``. Nothing is trained."""
+
+    name: str = "eval"
+    max_steps: int = -1
+    max_epochs: Optional[int] = 1
+    """Not used (nothing is trained); they let the ``trainer`` group resolve as in every stage."""
+    policies: Any = None
+    """Display name -> policy folder, e.g. ``{sft: <dir>, mine: <dir>}``. The first is the
+    reference: every other policy meets it in an arena and the helpfulness–harm plot draws arrows
+    from it. null = the round's ``sft``, ``safe_rlhf`` (``ppo_lag/model``) and ``reward_only``
+    (``ppo_lag_none/model``)."""
+    reward_model: Optional[str] = f"{ROUND_DIR}/reward/model"
+    """R for model-based metrics and arena verdicts; null skips them."""
+    cost_model: Optional[str] = f"{ROUND_DIR}/cost/model"
+    """C (cost > 0 means unsafe); null skips the cost side."""
+    arenas: Optional[list[list[str]]] = None
+    """Pairs ``[A, B]`` of policy names to compare head to head; null = the reference against
+    every other policy."""
+    missing_policy: str = "error"
+    """What to do with a policy folder that does not exist: error or skip (logged)."""
+    eval_limit: Optional[int] = None
+    """Held-out prompts to sample (null = all of ``data.prompt_eval``)."""
+    eval_max_new_tokens: int = 64
+    eval_temperature: float = 1.0
+    eval_top_p: float = 1.0
+    eval_batch_size: int = 128
+    rater_pairs: int = 50
+    """Arena pairs per arena exported (blind) for human raters; 0 = none."""
+    rater_judgements: Optional[str] = None
+    """A filled-in rater CSV (its key file beside it) to read into the Elo table."""
+    rater_seed: int = 0
+    """Seed of the order in which rater pairs are shown (left / right)."""
+
+    def policy_folders(self, round_dir: str) -> dict[str, str]:
+        """``policies``, or the round's three default policies under ``round_dir``."""
+        if self.policies is not None:
+            return dict(self.policies)
+        return {
+            "sft": f"{round_dir}/sft/model",
+            "safe_rlhf": f"{round_dir}/ppo_lag/model",
+            "reward_only": f"{round_dir}/ppo_lag_none/model",
+        }
+
+    def __post_init__(self) -> None:
+        _check(
+            self.policies is None
+            or (
+                isinstance(self.policies, dict)
+                and bool(self.policies)
+                and all(isinstance(f, str) for f in self.policies.values())
+            ),
+            "stage.policies",
+            "null or a mapping {name: policy folder, ...} with at least one entry",
+            self.policies,
+        )
+        _check(
+            self.missing_policy in {"error", "skip"},
+            "stage.missing_policy",
+            "error or skip",
+            self.missing_policy,
+        )
+        _check(
+            self.eval_limit is None or self.eval_limit > 0,
+            "stage.eval_limit",
+            "> 0 or null",
+            self.eval_limit,
+        )
+        _check(self.eval_temperature > 0, "stage.eval_temperature", "> 0", self.eval_temperature)
+        _check(0 < self.eval_top_p <= 1, "stage.eval_top_p", "in (0, 1]", self.eval_top_p)
+        _check(self.eval_batch_size > 0, "stage.eval_batch_size", "> 0", self.eval_batch_size)
+        _check(self.rater_pairs >= 0, "stage.rater_pairs", ">= 0", self.rater_pairs)
+        for pair in self.arenas or []:
+            _check(
+                len(pair) == 2 and all(name in self.policy_folders(ROUND_DIR) for name in pair),
+                "stage.arenas",
+                f"pairs of names from stage.policies {sorted(self.policy_folders(ROUND_DIR))}",
+                pair,
+            )
+
+
+@dataclass
 class CostThresholdConfig:
     cost_limit: float = 0.0
     """The constraint E[C] <= cost_limit, in the cost model's units (C > 0 means unsafe; the
@@ -375,25 +459,41 @@ class CSVLoggerConfig:
 
 @dataclass
 class WandbLoggerConfig:
-    """Weights & Biases. Offline by default (a run folder under ``save_dir``); set
-    ``offline: false`` after ``wandb login`` to sync."""
+    """Weights & Biases: one run per stage, grouped by experiment; files in ``<save_dir>/wandb``."""
 
     _target_: str = "pytorch_lightning.loggers.WandbLogger"
     project: str = "safe-rlhf-lightning"
     name: Optional[str] = "${experiment_name}-round${round}-${stage.name}"
     group: Optional[str] = "${experiment_name}"
-    tags: list[str] = field(default_factory=list)
+    job_type: Optional[str] = "${stage.name}"
+    tags: list[str] = field(default_factory=lambda: ["round${round}", "${stage.name}"])
     save_dir: str = "${run_dir}"
-    offline: bool = True
+    offline: Optional[bool] = None
+    """null: online when a W&B API key is configured (``WANDB_API_KEY`` or ``wandb login``'s
+    ``~/.netrc`` entry) and ``WANDB_MODE`` is not offline/disabled, offline otherwise; true/false
+    force it. Upload an offline run later with ``wandb sync <save_dir>/wandb/offline-run-*``."""
     log_model: bool = False
 
 
 @dataclass
+class TensorBoardLoggerConfig:
+    _target_: str = "pytorch_lightning.loggers.TensorBoardLogger"
+    save_dir: str = "${run_dir}"
+    name: str = "tensorboard"
+    version: Optional[str] = None
+    """null: a new ``version_<n>`` folder per launch, like the CSV logger."""
+    default_hp_metric: bool = False
+    """Lightning's placeholder ``hp_metric`` curve (always -1) is left out."""
+
+
+@dataclass
 class LoggersConfig:
-    """Any combination of loggers; a null entry is off."""
+    """Any combination of loggers; a null entry is off. Each gets the resolved run config as
+    hyperparameters."""
 
     csv: Optional[CSVLoggerConfig] = None
     wandb: Optional[WandbLoggerConfig] = None
+    tensorboard: Optional[TensorBoardLoggerConfig] = None
 
 
 @dataclass

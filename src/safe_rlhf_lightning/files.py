@@ -32,8 +32,9 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     return path
 
 
-def write_json_atomic(path: str | Path, payload: object) -> Path:
-    return write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+def write_json_atomic(path: str | Path, payload: object, *, sort_keys: bool = True) -> Path:
+    text = json.dumps(payload, indent=2, sort_keys=sort_keys, ensure_ascii=False)
+    return write_text_atomic(path, text + "\n")
 
 
 def write_jsonl_atomic(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> Path:

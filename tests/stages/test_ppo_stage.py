@@ -23,9 +23,9 @@ from safe_rlhf_lightning.rollout import (
 )
 from safe_rlhf_lightning.stages import PPOLagrangianModule, updates_per_rollout
 from safe_rlhf_lightning.types import PromptBatch
-from tests.conftest import compose_run_config, quick_trainer
+from tests.conftest import TEST_MODEL_SIZE, compose_run_config, quick_trainer
 
-SIZE = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64}
+SIZE = TEST_MODEL_SIZE
 
 
 def tiny_lm(tokenizer, seed=0):
@@ -228,23 +228,6 @@ def test_two_stream_schedule_needs_a_cost_critic(small_tokenizer):
         )  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def model_folders(tmp_path_factory, benchmark_dir):
-    """SFT, reward and cost folders of the tiny test size, written without training."""
-    from safe_rlhf_lightning.benchmark import benchmark_corpus
-    from safe_rlhf_lightning.data import PromptTemplate
-
-    root = tmp_path_factory.mktemp("ppo_models")
-    corpus = [*benchmark_corpus(), PromptTemplate().format_prompt("")]
-    tokenizer = train_bpe_tokenizer(corpus, vocab_size=600)
-    actor = tiny_lm(tokenizer)
-    actor.save_pretrained(root / "sft")
-    tokenizer.save_pretrained(root / "sft")
-    for seed, name in ((1, "reward"), (2, "cost")):
-        score_model(tokenizer, name, seed).save_pretrained(root / name, tokenizer)
-    return root
-
-
 @pytest.mark.parametrize(("schedule", "ptx_coef"), [("learned", 1.0), ("none", 0.0)])
 def test_stage_run_writes_actor_curves_history_and_oracle_summary(
     schedule, ptx_coef, model_folders, tmp_path, benchmark_dir
@@ -258,6 +241,7 @@ def test_stage_run_writes_actor_curves_history_and_oracle_summary(
             f"stage.reward_model={model_folders / 'reward'}",
             f"stage.cost_model={model_folders / 'cost'}",
             "stage.log_samples_every=1", "stage.save_critics=true", f"stage.ptx_coef={ptx_coef}",
+            "stage.evaluate_before_training=true",
         ],
         tmp_path,
         benchmark_dir,

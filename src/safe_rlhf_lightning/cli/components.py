@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
+import netrc
 import os
 import random
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytorch_lightning as pl
-import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from ..benchmark import benchmark_corpus, generate_benchmark
@@ -24,7 +25,7 @@ from ..config import (
     TrainingStageConfig,
 )
 from ..data import PromptTemplate, load_records
-from ..evaluation import oracle_evaluate_policy
+from ..evaluation import oracle_scores, sample_responses
 from ..models import (
     add_missing_special_tokens,
     build_tiny_causal_lm,
@@ -130,13 +131,58 @@ def optimizer_options(stage: TrainingStageConfig) -> dict:
     }
 
 
+def wandb_api_key_configured() -> bool:
+    """A W&B API key in ``WANDB_API_KEY`` or in the netrc entry ``wandb login`` writes."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlsplit(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).netloc
+    path = os.environ.get("NETRC") or Path.home() / ".netrc"
+    try:
+        credentials = netrc.netrc(path).authenticators(host)
+    except (OSError, netrc.NetrcParseError):
+        return False
+    return bool(credentials and credentials[2])
+
+
+def choose_wandb_offline(offline: bool | None) -> tuple[bool, str]:
+    """``logger.wandb.offline``, with null decided here; also the reason, for the log."""
+    if offline is not None:
+        return offline, f"logger.wandb.offline={str(offline).lower()}"
+    # "dryrun" is what Lightning's WandbLogger(offline=True) writes into WANDB_MODE.
+    mode = os.environ.get("WANDB_MODE", "").lower()
+    if mode in ("offline", "dryrun", "disabled"):
+        return True, f"WANDB_MODE={mode}"
+    if not wandb_api_key_configured():
+        return True, "no W&B API key configured"
+    return False, "a W&B API key is configured"
+
+
 def build_loggers(cfg: DictConfig) -> list:
+    """The ``logger`` group's loggers, each sent the resolved run config as hyperparameters."""
     loggers = []
     for name, logger_cfg in cfg.logger.items():
-        if logger_cfg is not None:
-            loggers.append(instantiate(logger_cfg))
-            log.info("logging to %s", name)
+        if logger_cfg is None:
+            continue
+        options = {}
+        if name == "wandb":
+            _finish_previous_wandb_run()
+            options["offline"], reason = choose_wandb_offline(logger_cfg.offline)
+            log.info("wandb %s (%s)", "offline" if options["offline"] else "online", reason)
+        loggers.append(instantiate(logger_cfg, _convert_="all", **options))
+        log.info("logging to %s", name)
+    hyperparameters = OmegaConf.to_container(cfg, resolve=True)
+    for logger in loggers:
+        logger.log_hyperparams(hyperparameters)
     return loggers
+
+
+def _finish_previous_wandb_run() -> None:
+    """Each stage its own wandb run: Lightning would reuse one still open in this process (the
+    previous job of a Hydra multirun), so it is finished first."""
+    import wandb
+
+    if wandb.run is not None:
+        wandb.finish()
 
 
 def build_trainer(
@@ -176,25 +222,25 @@ def oracle_eval_prompts(typed: RunConfig, stage: PolicyStageConfig) -> list[str]
     return prompts[: stage.eval_limit]
 
 
-def oracle_eval(model, tokenizer, prompts, template, stage: PolicyStageConfig, seed: int):
-    """Sample ``model`` on ``prompts`` with the stage's eval settings; oracle metrics and rows.
+def sample_policy(model, tokenizer, prompts, template, stage, seed: int) -> list[str]:
+    """One response per prompt with the stage's ``eval_*`` settings, sampled in an RNG stream of
+    its own (``seed``): the same policy gets the same samples in every run and stage."""
+    return sample_responses(
+        model,
+        tokenizer,
+        prompts,
+        template,
+        max_new_tokens=stage.eval_max_new_tokens,
+        temperature=stage.eval_temperature,
+        top_p=stage.eval_top_p,
+        batch_size=stage.eval_batch_size,
+        seed=seed,
+    )
 
-    Sampling uses its own RNG stream seeded with ``seed``: the same policy gets the same samples
-    in every run (so baselines compare across runs), and training's RNG is left untouched.
-    """
-    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        return oracle_evaluate_policy(
-            model,
-            tokenizer,
-            prompts,
-            template,
-            max_new_tokens=stage.eval_max_new_tokens,
-            temperature=stage.eval_temperature,
-            top_p=stage.eval_top_p,
-            batch_size=stage.eval_batch_size,
-        )
+
+def oracle_eval(model, tokenizer, prompts, template, stage, seed: int):
+    """``sample_policy``, scored by the oracle: metrics and one row per response."""
+    return oracle_scores(prompts, sample_policy(model, tokenizer, prompts, template, stage, seed))
 
 
 def log_metrics(trainer: pl.Trainer, metrics: dict[str, float]) -> None:
@@ -202,18 +248,3 @@ def log_metrics(trainer: pl.Trainer, metrics: dict[str, float]) -> None:
     for logger in trainer.loggers:
         logger.log_metrics(metrics, step=trainer.global_step)
         logger.save()
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write to a sibling temporary file, then rename: readers never see half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def write_json_atomic(path: Path, payload: object) -> None:
-    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
-
-
-def write_jsonl_atomic(path: Path, rows: list[dict]) -> None:
-    write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))

@@ -9,7 +9,8 @@ OFFLINE_DEFAULTS = {
     # them to 0 in the environment to download models and datasets by name.
     "HF_HUB_OFFLINE": "1",
     "HF_DATASETS_OFFLINE": "1",
-    "WANDB_MODE": "offline",
+    # No WANDB_MODE here: the wandb logger picks its mode itself (offline unless a key is
+    # configured, see components.choose_wandb_offline), and a default here would hide the key.
     "TOKENIZERS_PARALLELISM": "false",
 }
 

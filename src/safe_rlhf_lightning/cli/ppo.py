@@ -17,6 +17,7 @@ from ..benchmark import evaluate_responses
 from ..config import ConfigError, PPOStageConfig, RunConfig
 from ..data import PromptDataModule, PromptTemplate, SupervisedDataModule
 from ..evaluation import oracle_table, plot_training_curves, second_half_oscillation
+from ..files import write_json_atomic, write_jsonl_atomic, write_text_atomic
 from ..lagrange import LambdaSchedule
 from ..models import ScoreModel, load_causal_lm, load_tokenizer, save_pretrained_atomic
 from ..rollout import Retokenizer, SamplingOptions, same_tokenizer
@@ -33,9 +34,6 @@ from .components import (
     oracle_eval_prompts,
     require_datasets,
     uses_benchmark,
-    write_json_atomic,
-    write_jsonl_atomic,
-    write_text_atomic,
 )
 
 log = logging.getLogger(__name__)

@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 from ..config import ConfigError, PreferenceStageConfig, RunConfig
 from ..data import PreferenceDataModule, PromptTemplate, load_records
 from ..evaluation import plot_score_histograms, preference_metrics, score_preference_records
+from ..files import write_json_atomic, write_jsonl_atomic, write_text_atomic
 from ..models import ScoreModel, is_score_model_folder, load_tokenizer
 from ..stages import CostModule, RewardModule
 from .components import (
@@ -21,9 +22,6 @@ from .components import (
     log_metrics,
     optimizer_options,
     require_datasets,
-    write_json_atomic,
-    write_jsonl_atomic,
-    write_text_atomic,
 )
 
 log = logging.getLogger(__name__)

@@ -28,11 +28,18 @@ def validate_config(cfg: DictConfig) -> RunConfig:
 
 
 def _stage_runners() -> dict[str, Callable]:
+    from .evaluate import run_eval
     from .ppo import run_ppo
     from .preference import run_preference
     from .sft import run_sft
 
-    return {"sft": run_sft, "reward": run_preference, "cost": run_preference, "ppo_lag": run_ppo}
+    return {
+        "sft": run_sft,
+        "reward": run_preference,
+        "cost": run_preference,
+        "ppo_lag": run_ppo,
+        "eval": run_eval,
+    }
 
 
 def run_stage(cfg: DictConfig) -> dict:

@@ -10,6 +10,7 @@ from hydra.core.config_store import ConfigStore
 
 from ..config import (
     BenchmarkCommandConfig,
+    EvalStageConfig,
     PPOStageConfig,
     PreferenceStageConfig,
     RunConfig,
@@ -21,6 +22,7 @@ STAGE_SCHEMAS = {
     "reward": PreferenceStageConfig,
     "cost": PreferenceStageConfig,
     "ppo_lag": PPOStageConfig,
+    "eval": EvalStageConfig,
 }
 
 

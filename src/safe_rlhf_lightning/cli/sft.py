@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 from ..config import RunConfig, SFTStageConfig
 from ..data import PromptTemplate, SupervisedDataModule
 from ..evaluation import oracle_table
+from ..files import write_json_atomic, write_jsonl_atomic, write_text_atomic
 from ..models import save_pretrained_atomic
 from ..stages import SFTModule
 from .components import (
@@ -24,9 +25,6 @@ from .components import (
     oracle_eval,
     oracle_eval_prompts,
     require_datasets,
-    write_json_atomic,
-    write_jsonl_atomic,
-    write_text_atomic,
 )
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,5 @@
-"""Sample a policy on benchmark prompts and score the samples with the ground-truth oracle."""
+"""Sample a policy on held-out prompts; score the samples with the ground-truth oracle (embedded
+benchmark) or with learned reward and cost models (any data)."""
 
 from __future__ import annotations
 
@@ -6,16 +7,17 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 
+import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..benchmark import Oracle, evaluate_responses
-from ..data import PromptTemplate
-from ..models import generate_texts
+from ..data import Origin, PromptTemplate, pad_sequences, tokenize_supervised
+from ..models import ScoreModel, generate_texts
 
 log = logging.getLogger(__name__)
 
 
-def oracle_evaluate_policy(
+def sample_responses(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     prompts: Sequence[str],
@@ -25,18 +27,30 @@ def oracle_evaluate_policy(
     temperature: float = 1.0,
     top_p: float = 1.0,
     batch_size: int = 64,
-) -> tuple[dict[str, float], list[dict]]:
-    """Returns the oracle metrics of ``evaluate_responses`` and one row per sampled response."""
+    seed: int | None = None,
+) -> list[str]:
+    """One sampled response per raw prompt (the template is applied here).
+
+    With a ``seed`` sampling uses its own RNG stream: the same policy gets the same samples in
+    every run (so policies compare across runs), and the caller's RNG state is left untouched.
+    """
     formatted = [template.format_prompt(prompt) for prompt in prompts]
-    responses = generate_texts(
-        model,
-        tokenizer,
-        formatted,
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        top_p=top_p,
-        batch_size=batch_size,
-    )
+    options = {
+        "max_new_tokens": max_new_tokens,
+        "temperature": temperature,
+        "top_p": top_p,
+        "batch_size": batch_size,
+    }
+    if seed is None:
+        return generate_texts(model, tokenizer, formatted, **options)
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        return generate_texts(model, tokenizer, formatted, **options)
+
+
+def oracle_scores(prompts: Sequence[str], responses: Sequence[str]) -> tuple[dict, list[dict]]:
+    """The oracle metrics of ``evaluate_responses`` and one row per response with its scores."""
     oracle = Oracle()
     metrics = evaluate_responses(prompts, responses, oracle)
     rows = [
@@ -44,3 +58,41 @@ def oracle_evaluate_policy(
         for p, r in zip(prompts, responses, strict=True)
     ]
     return metrics, rows
+
+
+@torch.no_grad()
+def score_responses(
+    model: ScoreModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    responses: Sequence[str],
+    template: PromptTemplate,
+    *,
+    max_length: int = 256,
+    batch_size: int = 64,
+    origins: Sequence[Origin] | None = None,
+) -> list[float]:
+    """End score of every (prompt, response) under a reward or cost model, encoded with the
+    model's own tokenizer exactly as in its training (template, response, EOS). ``origins``
+    (file and line of each record) make a prompt that does not fit an error naming its record."""
+    if len(prompts) != len(responses):
+        raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+    origins = origins if origins is not None else [None] * len(prompts)
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    scores: list[float] = []
+    try:
+        for start in range(0, len(prompts), batch_size):
+            chunk = slice(start, start + batch_size)
+            sequences = [
+                tokenize_supervised(p, r, tokenizer, template, max_length, origin=o)[0]
+                for p, r, o in zip(prompts[chunk], responses[chunk], origins[chunk], strict=True)
+            ]
+            ids, mask = pad_sequences(sequences, pad_id)
+            end = model(ids.to(device), mask.to(device)).end_scores[:, 0]
+            scores.extend(end.float().cpu().tolist())  # one host sync per batch
+    finally:
+        model.train(was_training)
+    return scores

@@ -7,14 +7,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
 from transformers import PreTrainedTokenizerBase
 
-from ..data import PreferenceRecord, PromptTemplate, pad_sequences, tokenize_pair
+from ..data import PreferenceRecord, PromptTemplate
 from ..models import ScoreModel
+from .oracle_eval import score_responses
 
 
-@torch.no_grad()
 def score_preference_records(
     model: ScoreModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -25,28 +24,14 @@ def score_preference_records(
     batch_size: int = 64,
 ) -> list[dict]:
     """One row per pair: the labels, both end scores and any oracle fields of the record."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    rows: list[dict] = []
-    try:
-        for start in range(0, len(records), batch_size):
-            chunk = records[start : start + batch_size]
-            pairs = [
-                tokenize_pair(
-                    r.prompt, r.response_0, r.response_1, tokenizer, template, max_length,
-                    origin=r.origin,
-                )
-                for r in chunk
-            ]  # fmt: skip
-            ids, mask = pad_sequences([seq for pair in pairs for seq in pair], pad_id)
-            end = model(ids.to(device), mask.to(device)).end_scores[:, 0].float().cpu()
-            for i, record in enumerate(chunk):
-                rows.append(_row(record, float(end[2 * i]), float(end[2 * i + 1])))
-    finally:
-        model.train(was_training)
-    return rows
+    prompts = [record.prompt for record in records]
+    origins = [record.origin for record in records]
+    first, second = (
+        score_responses(model, tokenizer, prompts, responses, template, max_length=max_length,
+                        batch_size=batch_size, origins=origins)
+        for responses in ([r.response_0 for r in records], [r.response_1 for r in records])
+    )  # fmt: skip
+    return [_row(r, s0, s1) for r, s0, s1 in zip(records, first, second, strict=True)]
 
 
 def _row(record: PreferenceRecord, score_0: float, score_1: float) -> dict:

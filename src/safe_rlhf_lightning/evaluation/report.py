@@ -18,14 +18,32 @@ HEADLINE = (
 )
 
 
-def oracle_table(columns: Mapping[str, Mapping[str, float]]) -> str:
-    """A Markdown table: one row per headline metric, one column per policy (e.g. init, SFT)."""
+# Metrics from the learned reward and cost models (any data, not only the benchmark).
+MODEL_BASED = (
+    ("reward_mean", "mean reward (R) ↑"),
+    ("cost_mean", "mean cost (C) ↓"),
+    ("cost_unsafe_share", "share of responses with C > 0 ↓"),
+)
+
+
+def harm_category_rows(columns: Mapping[str, Mapping[str, float]]) -> tuple[tuple[str, str], ...]:
+    """Rows of the per-category harmful ratios that any column has (``harmful_ratio/<name>``)."""
+    keys = sorted({k for metrics in columns.values() for k in metrics if "/" in k})
+    return tuple((key, f"harmful ratio: {key.split('/', 1)[1]} ↓") for key in keys)
+
+
+def oracle_table(
+    columns: Mapping[str, Mapping[str, float]],
+    rows: tuple[tuple[str, str], ...] = HEADLINE,
+) -> str:
+    """A Markdown table: one row per metric of ``rows`` (key, label) that any column has, one
+    column per policy (e.g. init, SFT)."""
     names = list(columns)
     lines = [
         "| metric | " + " | ".join(names) + " |",
         "|---|" + "---:|" * len(names),
     ]
-    for key, label in HEADLINE:
+    for key, label in rows:
         if any(key in metrics for metrics in columns.values()):
             cells = [_cell(columns[name].get(key)) for name in names]
             lines.append(f"| {label} | " + " | ".join(cells) + " |")

@@ -1,0 +1,222 @@
+"""The ``logger`` group: every option builds; real stage runs write wandb (offline) and TensorBoard
+files holding the run's config; wandb goes online only when an API key is configured."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import pytest
+import yaml
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger, WandbLogger
+
+from safe_rlhf_lightning.cli.components import build_loggers, choose_wandb_offline
+from safe_rlhf_lightning.cli.runner import run_stage, validate_config
+from safe_rlhf_lightning.cli.train import CONF_DIR
+from tests.conftest import TINY_TEST_MODEL, compose_run_config
+
+LOGGER_OPTIONS = sorted(p.stem for p in (Path(CONF_DIR) / "logger").glob("*.yaml"))
+LOGGER_TYPES = {"csv": CSVLogger, "tensorboard": TensorBoardLogger, "wandb": WandbLogger}
+EXPERIMENT = "loggers-e2e"
+
+
+@pytest.fixture
+def no_wandb_key(monkeypatch, tmp_path):
+    """No W&B key and no WANDB_MODE, as on a fresh machine; wandb's own folders under tmp_path."""
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    # Restored afterwards: Lightning's WandbLogger(offline=True) writes WANDB_MODE=dryrun.
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    for name in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
+        monkeypatch.setenv(name, str(tmp_path / name.lower()))
+
+
+@pytest.fixture
+def finish_wandb():
+    yield
+    import wandb
+
+    wandb.finish()  # a run left open by a failed test would be reused by the next WandbLogger
+
+
+# -- choosing the wandb mode (never goes online) --------------------------------------------------
+
+
+def test_wandb_is_offline_without_a_key(no_wandb_key):
+    assert choose_wandb_offline(None) == (True, "no W&B API key configured")
+
+
+def test_wandb_is_online_with_a_key_in_the_environment(no_wandb_key, monkeypatch):
+    monkeypatch.setenv("WANDB_API_KEY", "0" * 40)
+    assert choose_wandb_offline(None)[0] is False
+    for mode in ("offline", "disabled", "dryrun"):
+        monkeypatch.setenv("WANDB_MODE", mode)
+        assert choose_wandb_offline(None) == (True, f"WANDB_MODE={mode}")
+
+
+def test_wandb_is_online_with_the_key_wandb_login_writes(no_wandb_key, monkeypatch, tmp_path):
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine example.org\n  login user\n  password secret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    assert choose_wandb_offline(None)[0] is True  # a key for another host
+    netrc.write_text(netrc.read_text() + "machine api.wandb.ai\n  login user\n  password key\n")
+    assert choose_wandb_offline(None) == (False, "a W&B API key is configured")
+
+
+def test_an_explicit_wandb_mode_is_honoured(no_wandb_key, monkeypatch):
+    assert choose_wandb_offline(False) == (False, "logger.wandb.offline=false")
+    monkeypatch.setenv("WANDB_API_KEY", "0" * 40)
+    assert choose_wandb_offline(True) == (True, "logger.wandb.offline=true")
+
+
+# -- every option composes and builds -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("option", LOGGER_OPTIONS)
+def test_every_logger_option_builds_its_loggers(option, tmp_path, no_wandb_key, monkeypatch):
+    sent = {}
+    # Keeps wandb from starting a run here; the stage runs below check what wandb really gets.
+    monkeypatch.setattr(WandbLogger, "log_hyperparams", lambda self, p: sent.update(wandb=p))
+    cfg = compose_run_config([f"logger={option}", f"experiment_name={EXPERIMENT}"], tmp_path)
+    validate_config(cfg)
+    loggers = build_loggers(cfg)
+
+    names = set() if option == "none" else set(option.split("_"))
+    assert {type(logger) for logger in loggers} == {LOGGER_TYPES[name] for name in names}
+    for logger in loggers:
+        assert Path(logger.save_dir) == tmp_path / "run"
+        if isinstance(logger, WandbLogger):
+            assert logger._offline  # no key: offline
+            hparams = sent["wandb"]
+        else:  # CSV and TensorBoard write the hyperparameters into their version folder
+            logger.save()
+            hparams = yaml.safe_load((Path(logger.log_dir) / "hparams.yaml").read_text())
+        assert hparams["experiment_name"] == EXPERIMENT and hparams["stage"]["name"] == "sft"
+    if "wandb" in names:
+        wandb_cfg = cfg.logger.wandb
+        assert wandb_cfg.group == EXPERIMENT and wandb_cfg.job_type == "sft"
+        assert wandb_cfg.name == f"{EXPERIMENT}-round1-sft"
+        assert list(wandb_cfg.tags) == ["round1", "sft"]
+
+
+# -- real stage runs -------------------------------------------------------------------------------
+
+
+def stage_config(tmp_path, benchmark_dir, *overrides: str):
+    return compose_run_config(
+        [
+            "debug=fast",
+            "stage.eval_limit=4",
+            f"experiment_name={EXPERIMENT}",
+            "round=2",
+            *TINY_TEST_MODEL,
+            *overrides,
+        ],
+        tmp_path,
+        benchmark_dir,
+    )
+
+
+def wandb_records(path: Path) -> list:
+    """The records of a ``run-<id>.wandb`` file (LevelDB log format: 32 KiB blocks of chunks, each
+    with a 7-byte header: CRC-32, length, type; type 1 = a whole record, 4 = a record's last part).
+    """
+    from wandb.proto import wandb_internal_pb2
+
+    data = path.read_bytes()
+    assert data[:4] == b":W&B"
+    block, position, pending, records = 32768, 7, b"", []
+    while position + 7 <= len(data):
+        if block - position % block < 7:  # a block's tail too short for a header is padding
+            position += block - position % block
+            continue
+        _, length, kind = struct.unpack("<IHB", data[position : position + 7])
+        pending += data[position + 7 : position + 7 + length]
+        position += 7 + length
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            records.append(record)
+            pending = b""
+    return records
+
+
+def test_sft_stage_writes_an_offline_wandb_run_with_its_config(
+    tmp_path, benchmark_dir, no_wandb_key, finish_wandb, caplog
+):
+    import wandb
+
+    cfg = stage_config(tmp_path, benchmark_dir, "logger=wandb")
+    with caplog.at_level("INFO"):
+        run_stage(cfg)
+    wandb.finish()  # what the end of the process does in the CLI: flushes the run's files
+    assert "wandb offline (no W&B API key configured)" in caplog.messages
+
+    (run,) = (tmp_path / "run" / "wandb").glob("offline-run-*")
+    (run_file,) = run.glob("run-*.wandb")
+    assert (run / "files" / "requirements.txt").exists() and (run / "logs" / "debug.log").exists()
+    records = wandb_records(run_file)
+    (header,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+    assert header.run_group == EXPERIMENT and header.job_type == "sft"
+    assert header.display_name == f"{EXPERIMENT}-round2-sft"
+    assert list(header.tags) == ["round2", "sft"]
+    config = {
+        item.key: json.loads(item.value_json)
+        for r in records
+        if r.WhichOneof("record_type") == "config"
+        for item in r.config.update
+    }
+    assert config["experiment_name"] == EXPERIMENT and config["round"] == 2
+    assert config["run_dir"] == str(tmp_path / "run")  # resolved, not "${hydra:...}"
+    logged = {
+        item.key or "/".join(item.nested_key)
+        for r in records
+        if r.WhichOneof("record_type") == "history"
+        for item in r.history.item
+    }
+    assert {"train/loss", "val/loss", "init/helpfulness", "test/helpfulness"} <= logged
+
+
+def test_sft_stage_writes_tensorboard_events(tmp_path, benchmark_dir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_stage(stage_config(tmp_path, benchmark_dir, "logger=tensorboard"))
+    (version,) = (tmp_path / "run" / "tensorboard").glob("version_*")
+    assert list(version.glob("events.out.tfevents.*"))
+    events = EventAccumulator(str(version))
+    events.Reload()
+    assert {"train/loss", "val/loss", "test/helpfulness"} <= set(events.Tags()["scalars"])
+    hparams = yaml.safe_load((version / "hparams.yaml").read_text())
+    assert hparams["experiment_name"] == EXPERIMENT and hparams["stage"]["name"] == "sft"
+
+
+def test_ppo_stage_logs_sample_tables_to_wandb(
+    model_folders,
+    tmp_path,
+    benchmark_dir,
+    no_wandb_key,
+    finish_wandb,
+):
+    import wandb
+
+    cfg = compose_run_config(
+        [
+            "stage=ppo_lag", "debug=fast", "logger=wandb", "stage.max_steps=2",
+            "stage.batch_size=2", "stage.num_return_sequences=2", "stage.max_new_tokens=8",
+            "stage.minibatch_size=4", "stage.eval_limit=0", "stage.log_samples_every=1",
+            f"stage.actor_init={model_folders / 'sft'}",
+            f"stage.reward_model={model_folders / 'reward'}",
+            f"stage.cost_model={model_folders / 'cost'}",
+        ],
+        tmp_path,
+        benchmark_dir,
+    )  # fmt: skip
+    run_stage(cfg)
+    wandb.finish()
+    (run,) = (tmp_path / "run" / "wandb").glob("offline-run-*")
+    tables = sorted(run.glob("files/media/table/train/samples_*.table.json"))
+    assert len(tables) == 2  # one per PPO step
+    table = json.loads(tables[0].read_text())
+    assert {"prompt", "response"} <= set(table["columns"]) and len(table["data"]) == 2 * 2

@@ -1,0 +1,60 @@
+"""The README's main command end to end at reduced size: the Makefile's pipeline (data, SFT,
+reward ‖ cost, PPO-Lagrangian ‖ reward-only PPO, evaluation) run by make, then run again."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TINY_TEST_MODEL
+
+REPO = Path(__file__).resolve().parents[1]
+
+# A few steps of every stage on the test-size model; the pipeline and its files are the point.
+REDUCED = [*TINY_TEST_MODEL, "debug=fast", "stage.eval_batch_size=32"]
+
+
+def make(*targets: str, tmp_path: Path, args: list[str]) -> subprocess.CompletedProcess:
+    command = [
+        "make", "--no-print-directory", "-C", str(REPO), *targets, "PAIRED=1", "-j2",
+        f"BIN={Path(sys.executable).parent}",
+        "INSTALL_STAMP=",  # this interpreter's environment is installed already
+        f"RUNS={tmp_path / 'runs'}", f"DATA={tmp_path / 'data'}", "EXPERIMENT=e2e",
+        "ARGS=" + " ".join(args),
+    ]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("make") is None, reason="GNU make is not installed")
+def test_make_pipeline_runs_every_stage_and_reports_three_policies(tmp_path):
+    make("eval", tmp_path=tmp_path, args=REDUCED)
+    round_dir = tmp_path / "runs" / "e2e" / "round1"
+    for stage in ("sft", "reward", "cost", "ppo_lag", "ppo_lag_none"):
+        assert (round_dir / stage / "model" / "config.json").is_file(), stage
+    eval_dir = round_dir / "eval"
+    results = json.loads((eval_dir / "results.json").read_text())
+    assert list(results["metrics"]) == ["sft", "safe_rlhf", "reward_only"]
+    for metrics in results["metrics"].values():
+        for key in ("helpfulness_benign", "harmful_ratio_harmful", "reward_mean", "cost_mean"):
+            assert key in metrics
+    assert set(results["arenas"]) == {"sft_vs_safe_rlhf", "sft_vs_reward_only"}
+    report = (eval_dir / "report.md").read_text()
+    assert "| harmful ratio (harmful prompts) ↓ |" in report
+    for plot in ("policy_plane.png", "training_curves.png", "cost_distribution.png"):
+        assert (eval_dir / plot).read_bytes()[:4] == b"\x89PNG"
+    history = (round_dir / "ppo_lag" / "history.jsonl").read_text().splitlines()
+    assert len(history) == 4  # debug=fast: 4 PPO steps
+
+    # Again: every output exists, so make runs nothing.
+    again = make("eval", tmp_path=tmp_path, args=REDUCED)
+    assert "safe-rlhf-train" not in again.stdout
