@@ -1,11 +1,10 @@
 # safe-rlhf-lightning: set-up, the embedded demo, tests and lint.
-#   make demo   create .venv, install, then the whole round-1 pipeline on the embedded benchmark:
-#               data -> SFT -> reward -> cost -> PPO-Lagrangian and reward-only PPO -> evaluation
-#               (report in runs/demo/round1/eval/report.md); again: only what is missing runs,
-#               FORCE=1 runs every stage again from scratch
+#   make demo   install, then round 1 end to end (runs/demo/round1/eval/report.md); FORCE=1 reruns all
+#               (data, SFT, reward | cost, PPO-Lagrangian | reward-only PPO, evaluation)
 #   make sft | reward | cost | eval   one stage of round 1 (and what it needs)
 #   make ppo    PPO from the round's SFT policy, R and C (LAMBDA=learned | pid | fixed | none)
-#   make test   create .venv, install, run the whole test suite
+#   make test   create .venv, install, run the whole test suite (make test-fast: without slow tests)
+#   make lint   ruff check and format check (make format fixes)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
