@@ -30,9 +30,10 @@ help:
 
 $(INSTALL_STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements-dev.txt
-	$(BIN)/pip install --quiet --no-deps -e .
+	@# --no-compile: byte-compiling all of torch, transformers & co. at install time doubles it;
+	@# Python compiles the modules it imports on first use instead.
+	$(BIN)/pip install --quiet --no-compile -r requirements-dev.txt
+	$(BIN)/pip install --quiet --no-compile --no-deps -e .
 	touch $@
 
 install: $(INSTALL_STAMP)
