@@ -1,4 +1,4 @@
-"""Registers the typed schemas of ``config.py`` with Hydra's ConfigStore.
+"""Registers the typed schemas of ``config`` with Hydra's ConfigStore.
 
 ``conf/train.yaml`` starts from ``run_schema``; each stage option extends its own schema
 (``conf/stage/sft.yaml`` lists ``sft_schema`` in its defaults), so every group is type-checked.

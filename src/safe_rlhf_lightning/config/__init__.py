@@ -1,0 +1,60 @@
+"""Typed configuration schemas.
+
+Hydra merges the YAML files under ``conf/`` into these dataclasses (registered in
+``cli/schema.py``), so an unknown key or a value of the wrong type fails while the config is
+composed, naming the key. Value checks (a negative learning rate, an empty dataset list) live in
+``__post_init__`` and run when the entry point converts the composed config into these objects,
+before any model is built. Every option is documented once, here.
+
+The dataclasses are plain Python: any component can be built without Hydra.
+"""
+
+from .checks import ConfigError
+from .run import (
+    DEFAULT_PROMPT_TEMPLATE,
+    BenchmarkCommandConfig,
+    CostThresholdConfig,
+    CSVLoggerConfig,
+    DataConfig,
+    LoggersConfig,
+    ModelConfig,
+    PathsConfig,
+    RunConfig,
+    TensorBoardLoggerConfig,
+    TinyModelConfig,
+    TrainerConfig,
+    WandbLoggerConfig,
+)
+from .stages import (
+    ROUND_DIR,
+    EvalStageConfig,
+    PolicyStageConfig,
+    PPOStageConfig,
+    PreferenceStageConfig,
+    SFTStageConfig,
+    TrainingStageConfig,
+)
+
+__all__ = [
+    "DEFAULT_PROMPT_TEMPLATE",
+    "ROUND_DIR",
+    "BenchmarkCommandConfig",
+    "CSVLoggerConfig",
+    "ConfigError",
+    "CostThresholdConfig",
+    "DataConfig",
+    "EvalStageConfig",
+    "LoggersConfig",
+    "ModelConfig",
+    "PPOStageConfig",
+    "PathsConfig",
+    "PolicyStageConfig",
+    "PreferenceStageConfig",
+    "RunConfig",
+    "SFTStageConfig",
+    "TensorBoardLoggerConfig",
+    "TinyModelConfig",
+    "TrainerConfig",
+    "TrainingStageConfig",
+    "WandbLoggerConfig",
+]
