@@ -9,27 +9,41 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` as UTF-8 (newlines untouched), flushed to disk before the rename."""
+@contextmanager
+def atomic_file(path: str | Path, mode: str = "w") -> Iterator[IO]:
+    """A file opened in ``mode`` ("w" text UTF-8, "wb" bytes) on a temporary sibling of ``path``;
+    on a clean exit it is flushed, fsynced and renamed onto ``path``; on any error (a kill
+    included) ``path`` keeps its previous content and the temporary file is removed or left
+    as a hidden ``.<name>.*.tmp``."""
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_file writes with mode 'w' or 'wb', not {mode!r}")
     path = Path(path)
     descriptor, temporary = tempfile.mkstemp(
         dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
     )
     try:
-        with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as file:
-            file.write(text)
+        text = {"encoding": "utf-8", "newline": ""} if mode == "w" else {}
+        with os.fdopen(descriptor, mode, **text) as file:
+            yield file
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    return path
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` as UTF-8 (newlines untouched), flushed to disk before the rename."""
+    with atomic_file(path) as file:
+        file.write(text)
+    return Path(path)
 
 
 def write_json_atomic(path: str | Path, payload: object, *, sort_keys: bool = True) -> Path:

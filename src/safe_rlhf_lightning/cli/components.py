@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from ..benchmark import benchmark_corpus, generate_benchmark
+from ..checkpoint_io import AtomicCheckpointIO
 from ..config import (
     ConfigError,
     DataConfig,
@@ -121,13 +122,14 @@ def datamodule_options(typed: RunConfig, template: PromptTemplate) -> dict:
 
 
 def optimizer_options(stage: TrainingStageConfig) -> dict:
-    """AdamW and schedule arguments of a stage module, from the stage's config."""
+    """AdamW, schedule and numerical-guard arguments of a stage module, from its config."""
     return {
         "lr": stage.lr,
         "weight_decay": stage.weight_decay,
         "adam_betas": tuple(stage.adam_betas),
         "lr_scheduler": stage.lr_scheduler,
         "lr_warmup_ratio": stage.lr_warmup_ratio,
+        "skip_nonfinite": stage.skip_nonfinite,
     }
 
 
@@ -188,23 +190,39 @@ def _finish_previous_wandb_run() -> None:
 def build_trainer(
     cfg: DictConfig, run_dir: Path, loggers: list, callbacks: list, **overrides
 ) -> pl.Trainer:
-    """The ``trainer`` group's Trainer; ``overrides`` replace its arguments (stage-specific)."""
+    """The ``trainer`` group's Trainer; ``overrides`` replace its arguments (stage-specific).
+    Checkpoints are written atomically and read with ``weights_only=True`` unless the group
+    sets plugins of its own."""
+    plugins = {} if cfg.trainer.get("plugins") else {"plugins": [AtomicCheckpointIO()]}
     return instantiate(
         cfg.trainer,
         logger=loggers or False,
         callbacks=callbacks,
         default_root_dir=str(run_dir),
         _convert_="all",
+        **plugins,
         **overrides,
     )
 
 
-def checkpointing(typed: RunConfig, run_dir: Path) -> tuple[list, str | None]:
-    """Callbacks that keep ``<run_dir>/checkpoints/last.ckpt``, and that file when a run resumes."""
+def checkpointing(
+    typed: RunConfig, run_dir: Path, optimizer_steps_per_step: int = 1
+) -> tuple[list, str | None]:
+    """Callbacks that keep ``<run_dir>/checkpoints/last.ckpt`` (every ``stage.checkpoint_every``
+    steps of ``optimizer_steps_per_step`` optimizer steps, and at the end), and that file when
+    a run resumes."""
     last = run_dir / "checkpoints" / "last.ckpt"
     callbacks = []
     if typed.save_checkpoints:
-        callbacks.append(ModelCheckpoint(dirpath=last.parent, save_last=True, save_top_k=0))
+        every = typed.stage.checkpoint_every * optimizer_steps_per_step
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=last.parent,
+                save_last=True,
+                save_top_k=0,
+                every_n_train_steps=every or None,
+            )
+        )
     if typed.resume and last.exists():
         log.info("resuming from %s", last)
         return callbacks, str(last)

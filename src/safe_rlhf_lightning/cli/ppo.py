@@ -69,7 +69,7 @@ def run_ppo(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
     loader = _train_loader(typed, tokenizer, template)
     rollouts = stage.batch_size * stage.num_return_sequences
     updates = updates_per_rollout(rollouts, stage.update_epochs, stage.minibatch_size)
-    callbacks, ckpt_path = checkpointing(typed, run_dir)
+    callbacks, ckpt_path = checkpointing(typed, run_dir, optimizer_steps_per_step=updates)
     # Lightning's steps are optimizer updates here: `updates` per PPO step. Gradients are clipped
     # per model inside the module (manual optimization), and every PPO step is logged.
     trainer = build_trainer(
@@ -118,12 +118,12 @@ def run_ppo(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
         **optimizer_options(stage),
         decode=lambda ids: [t.strip() for t in tokenizer.batch_decode(ids, skip_special_tokens=True)],  # noqa: E501
         observer=_oracle_observer(template) if uses_benchmark(data.prompt_train) else None,
-        sample_sink=lambda step, rows: _append_samples(samples_path, trainer, step, rows),
+        sample_sink=_SampleFile(samples_path, trainer),
         log_samples_every=stage.log_samples_every,
     )  # fmt: skip
     with warnings.catch_warnings():  # the reference, R and C are in eval mode on purpose
         warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode")
-        trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt_path)
+        trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt_path, weights_only=True)
     save_pretrained_atomic(actor, tokenizer, run_dir / "model")
     log.info("saved the actor to %s", run_dir / "model")
     if stage.save_critics:
@@ -221,15 +221,29 @@ def _oracle_observer(template: PromptTemplate):
     return observe
 
 
-def _append_samples(path: Path, trainer, step: int, rows: list[dict]) -> None:
-    with path.open("a", encoding="utf-8") as file:
-        file.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-    for logger in trainer.loggers:
-        if hasattr(logger, "log_table"):  # wandb
-            columns = list(rows[0])
-            logger.log_table(
-                "train/samples", columns=columns, data=[list(r.values()) for r in rows]
-            )
+class _SampleFile:
+    """``samples_train.jsonl``, appended every ``log_samples_every`` steps (and sent to wandb
+    as a table). A resumed run first drops the rows of steps it is about to redo (written by
+    the killed run after its last checkpoint), so each step appears once."""
+
+    def __init__(self, path: Path, trainer) -> None:
+        self.path, self.trainer = path, trainer
+        self.checked = False
+
+    def __call__(self, step: int, rows: list[dict]) -> None:
+        if not self.checked and self.path.exists():
+            lines = self.path.read_text(encoding="utf-8").splitlines()
+            kept = [row for row in map(json.loads, filter(None, lines)) if row["step"] < step]
+            if len(kept) < len(lines):
+                write_jsonl_atomic(self.path, kept)
+        self.checked = True
+        with self.path.open("a", encoding="utf-8") as file:
+            file.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        for logger in self.trainer.loggers:
+            if hasattr(logger, "log_table"):  # wandb
+                columns = list(rows[0])
+                data = [list(r.values()) for r in rows]
+                logger.log_table("train/samples", columns=columns, data=data)
 
 
 def _training_summary(history: list[dict]) -> dict:

@@ -51,7 +51,7 @@ def run_preference(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
         regularization=stage.regularization,
         **optimizer_options(stage),
     )
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     model.save_pretrained(run_dir / "model", tokenizer)
     log.info("saved the %s model to %s", stage.name, run_dir / "model")
 

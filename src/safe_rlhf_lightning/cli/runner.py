@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from ..config import ConfigError, RunConfig
+from ..files import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,6 @@ def run_stage(cfg: DictConfig) -> dict:
     pl.seed_everything(typed.seed, workers=True, verbose=False)
     run_dir = Path(typed.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     log.info("stage %s → %s", typed.stage.name, run_dir)
     return runners[typed.stage.name](cfg, typed, run_dir)

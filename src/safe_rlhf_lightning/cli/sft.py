@@ -53,7 +53,7 @@ def run_sft(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
         log_metrics(trainer, {f"init/{k}": v for k, v in results["init"].items()})
 
     module = SFTModule(model, **optimizer_options(stage))
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     results["train"] = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if data.sft_eval:
         # Training usually stops mid-epoch (max_steps): measure the final model once more.

@@ -31,9 +31,19 @@ class TrainingStageConfig:
     eval_limit: Optional[int] = None
     """Cap on the held-out examples of the final evaluation (prompts sampled for SFT's oracle
     evaluation, pairs scored for reward and cost); null = all, 0 = skip it."""
+    checkpoint_every: int = 50
+    """Write ``<run_dir>/checkpoints/last.ckpt`` every this many steps (PPO steps for ppo_lag,
+    optimizer steps otherwise) and at the end, for an exact resume after a kill; 0 = only at the
+    end of each epoch and of training."""
+
+    skip_nonfinite: bool = False
+    """A NaN or inf in a loss or score: false = stop with an error naming it (the last
+    checkpoint and saved models stay intact); true = skip that batch (PPO: that rollout or
+    minibatch), counted as ``train/skipped_batches``."""
 
     def __post_init__(self) -> None:
         _check(self.lr > 0, "stage.lr", "> 0", self.lr)
+        _check(self.checkpoint_every >= 0, "stage.checkpoint_every", ">= 0", self.checkpoint_every)
         _check(
             self.eval_limit is None or self.eval_limit >= 0,
             "stage.eval_limit",

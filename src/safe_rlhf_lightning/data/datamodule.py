@@ -32,6 +32,7 @@ from safe_rlhf_lightning.data.dataset import (
 )
 from safe_rlhf_lightning.data.loading import load_records
 from safe_rlhf_lightning.data.records import Record, RecordKind
+from safe_rlhf_lightning.data.resumable import ResumableDataLoader
 from safe_rlhf_lightning.data.template import PromptTemplate
 
 logger = logging.getLogger(__name__)
@@ -104,7 +105,8 @@ class _TokenizedDataModule(pl.LightningDataModule, ABC):
             self.eval_dataset = self._load(self.eval_datasets)
 
     def _loader(self, dataset: Dataset[Any], batch_size: int, shuffle: bool) -> DataLoader[Any]:
-        return DataLoader(
+        # Resumable: a run killed mid-epoch continues with the batches it would have seen.
+        return ResumableDataLoader(
             dataset,
             batch_size=batch_size,
             shuffle=shuffle,

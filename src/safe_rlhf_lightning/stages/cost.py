@@ -7,6 +7,7 @@ import pytorch_lightning as pl
 from ..functional import cost_pairwise_loss, cost_tokenwise_loss
 from ..models import ScoreModel
 from ..types import SafetyPreferenceBatch
+from .guards import FiniteGuard, guarded_loss
 from .optim import configure_adamw
 from .scoring import mean_and_std, score_pair
 
@@ -33,10 +34,12 @@ class CostModule(pl.LightningModule):
         adam_betas: tuple[float, float] = (0.9, 0.95),
         lr_scheduler: str = "cosine",
         lr_warmup_ratio: float = 0.03,
+        skip_nonfinite: bool = False,
     ) -> None:
         super().__init__()
         self.model = model
         self.save_hyperparameters(ignore=["model"])
+        self.guard = FiniteGuard(skip_nonfinite)
         self._val_costs: list = []
 
     def _loss(self, batch: SafetyPreferenceBatch):
@@ -72,6 +75,8 @@ class CostModule(pl.LightningModule):
 
     def training_step(self, batch: SafetyPreferenceBatch, batch_idx: int):
         loss, stats, _ = self._loss(batch)
+        if guarded_loss(self, loss) is None:  # not finite, skipped
+            return None
         size = batch.safer_input_ids.shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
         self.log("train/accuracy", stats["accuracy"], prog_bar=True, batch_size=size)

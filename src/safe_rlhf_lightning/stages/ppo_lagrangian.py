@@ -43,6 +43,7 @@ from ..rollout import (
     sample,
 )
 from ..types import PromptBatch, SupervisedBatch
+from .guards import FiniteGuard, NonFiniteError, nonfinite_names
 from .optim import adamw_with_warmup, decay_parameter_groups
 
 FROZEN = ("reference", "reward_model", "cost_model")
@@ -120,6 +121,7 @@ class PPOLagrangianModule(pl.LightningModule):
         observer: RolloutObserver | None = None,
         sample_sink: Callable[[int, list[dict]], None] | None = None,
         log_samples_every: int = 20,
+        skip_nonfinite: bool = False,
     ) -> None:
         super().__init__()
         if schedule.two_streams and (cost_model is None or cost_critic is None):
@@ -139,10 +141,11 @@ class PPOLagrangianModule(pl.LightningModule):
         self.decode, self.observer, self.sample_sink = decode, observer, sample_sink
         self.save_hyperparameters(
             ignore=[*FROZEN, "actor", "reward_critic", "cost_critic", "schedule", "decode",
-                    "observer", "sample_sink", "reward_retokenizer", "cost_retokenizer"]
+                    "observer", "sample_sink", "reward_retokenizer", "cost_retokenizer", "sampling"]
         )  # fmt: skip
         self.history: list[dict[str, float]] = []
         self.ppo_step = 0  # PPO steps done (saved in checkpoints)
+        self.guard = FiniteGuard(skip_nonfinite)
 
     # -- the models that learn, and those that never do --------------------------------------
 
@@ -168,15 +171,21 @@ class PPOLagrangianModule(pl.LightningModule):
         prompts, ptx_batch = (
             (batch["prompt"], batch.get("ptx")) if isinstance(batch, dict) else (batch, None)
         )
-        hp = self.hparams
         step = self.ppo_step
         started = time.perf_counter()
         # 1. Rollout: sample with the actor, score with every model (no gradient, eval mode).
         rollout = self.make_rollout(prompts)
+        if not self.guard(step, "rollout", reward=rollout.reward, cost=rollout.cost,
+                          log_probabilities=rollout.logprobs, reward_values=rollout.reward_values,
+                          cost_values=rollout.cost_values):  # fmt: skip
+            self._skip_step()
+            return
         # 2. λ update on the window of episode costs (before the advantages use it, as upstream);
         # every rank sees the costs of all ranks, so λ stays identical across them.
         episode_costs = self.all_gather(rollout.cost).flatten()
         schedule_stats = self.schedule.update(episode_costs, step=step)
+        if nonfinite_names({"λ": self.schedule.lambda_value}):  # never skipped: its state is lost
+            raise NonFiniteError(f"λ became {self.schedule.lambda_value} at step {step}")
         # 3. KL shaping and GAE for each stream, then the actor's advantage.
         targets = self.advantages(rollout)
         # 4. K PPO epochs over minibatches: actor, critics (and PTX) in one update each.
@@ -188,10 +197,20 @@ class PPOLagrangianModule(pl.LightningModule):
         shown = ("reward", "cost", "lambda")
         self.log_dict({f"train/{k}": stats[k] for k in shown}, on_step=True, prog_bar=True)
         self.log_dict({f"train/{k}": v for k, v in stats.items() if k not in shown}, on_step=True)
+        if self.guard.skipped:
+            stats["skipped_batches"] = float(self.guard.skipped)
         self.history.append({"step": float(step), **stats})
+        self._end_step()
+
+    def _end_step(self) -> None:
         self.ppo_step += 1
-        if hp.max_ppo_steps is not None and self.ppo_step >= hp.max_ppo_steps:
+        if self.hparams.max_ppo_steps is not None and self.ppo_step >= self.hparams.max_ppo_steps:
             self.trainer.should_stop = True
+
+    def _skip_step(self) -> None:
+        """A rollout with a non-finite score: no λ update, no PPO update; the step counts."""
+        self.log("train/skipped_batches", float(self.guard.skipped), on_step=True)
+        self._end_step()
 
     @torch.no_grad()
     def make_rollout(self, prompts: PromptBatch) -> Rollout:
@@ -275,6 +294,8 @@ class PPOLagrangianModule(pl.LightningModule):
             for chunk, index in enumerate(order.tensor_split(chunks)):
                 ptx = _rows(ptx_batch, chunk, chunks) if ptx_batch is not None else None
                 loss, stats = self.minibatch_loss(rollout, targets, index, ptx)
+                if not self.guard(self.ppo_step, "minibatch loss", loss=loss):
+                    continue
                 optimizer.zero_grad()
                 self.manual_backward(loss)
                 # Each model clipped on its own, as upstream.
@@ -414,10 +435,11 @@ class PPOLagrangianModule(pl.LightningModule):
         checkpoint["lambda_schedule_type"] = type(self.schedule).__name__
         checkpoint["ppo_history"] = list(self.history)
         checkpoint["ppo_step"] = self.ppo_step
+        checkpoint["skipped_batches"] = self.guard.skipped
         checkpoint["rng_states"] = {
             "torch": torch.get_rng_state(),
             "python": random.getstate(),
-            "numpy": np.random.get_state(),
+            "numpy": _numpy_state_to_plain(np.random.get_state()),
             **({"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() else {}),
         }
 
@@ -432,13 +454,25 @@ class PPOLagrangianModule(pl.LightningModule):
         self.schedule.load_state_dict(checkpoint["lambda_schedule"])
         self.history = list(checkpoint.get("ppo_history", []))
         self.ppo_step = checkpoint.get("ppo_step", 0)
+        self.guard.skipped = checkpoint.get("skipped_batches", 0)
         rng = checkpoint.get("rng_states")
         if rng:
             torch.set_rng_state(rng["torch"])
             random.setstate(rng["python"])
-            np.random.set_state(rng["numpy"])
+            np.random.set_state(_numpy_state_from_plain(rng["numpy"]))
             if "cuda" in rng and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def _numpy_state_to_plain(state: tuple) -> tuple:
+    """NumPy's legacy RNG state with its key array as a list: loadable with weights_only=True."""
+    name, keys, position, has_gauss, cached_gaussian = state
+    return name, keys.tolist(), position, has_gauss, cached_gaussian
+
+
+def _numpy_state_from_plain(state: tuple) -> tuple:
+    name, keys, position, has_gauss, cached_gaussian = state
+    return name, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached_gaussian
 
 
 def updates_per_rollout(rollouts: int, update_epochs: int, minibatch_size: int) -> int:
@@ -446,6 +480,8 @@ def updates_per_rollout(rollouts: int, update_epochs: int, minibatch_size: int) 
     return update_epochs * math.ceil(rollouts / minibatch_size)
 
 
-def _rows(batch: SupervisedBatch, chunk: int, chunks: int) -> SupervisedBatch:
-    """The ``chunk``-th of ``chunks`` row slices of a batch (PTX rows spread over minibatches)."""
-    return SupervisedBatch(*(t.tensor_split(chunks)[chunk] for t in batch))
+def _rows(batch: SupervisedBatch, chunk: int, chunks: int) -> SupervisedBatch | None:
+    """The ``chunk``-th of ``chunks`` row slices of a batch (PTX rows spread over minibatches);
+    None when it is empty (a short last batch of the SFT data has fewer rows than chunks)."""
+    rows = SupervisedBatch(*(t.tensor_split(chunks)[chunk] for t in batch))
+    return rows if rows.input_ids.shape[0] > 0 else None

@@ -7,6 +7,7 @@ import pytorch_lightning as pl
 from ..functional import reward_pairwise_loss, reward_tokenwise_loss
 from ..models import ScoreModel
 from ..types import PreferenceBatch
+from .guards import FiniteGuard, guarded_loss
 from .optim import configure_adamw
 from .scoring import mean_and_std, score_pair
 
@@ -32,10 +33,12 @@ class RewardModule(pl.LightningModule):
         adam_betas: tuple[float, float] = (0.9, 0.95),
         lr_scheduler: str = "cosine",
         lr_warmup_ratio: float = 0.03,
+        skip_nonfinite: bool = False,
     ) -> None:
         super().__init__()
         self.model = model
         self.save_hyperparameters(ignore=["model"])
+        self.guard = FiniteGuard(skip_nonfinite)
         self._val_rewards: list = []
 
     def _loss(self, batch: PreferenceBatch):
@@ -63,6 +66,8 @@ class RewardModule(pl.LightningModule):
 
     def training_step(self, batch: PreferenceBatch, batch_idx: int):
         loss, stats, _ = self._loss(batch)
+        if guarded_loss(self, loss) is None:  # not finite, skipped
+            return None
         size = batch.better_input_ids.shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
         self.log("train/accuracy", stats["accuracy"], prog_bar=True, batch_size=size)

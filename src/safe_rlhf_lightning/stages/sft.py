@@ -7,6 +7,7 @@ from transformers import PreTrainedModel
 
 from ..functional import sft_loss
 from ..types import SupervisedBatch
+from .guards import FiniteGuard, guarded_loss
 from .optim import configure_adamw
 
 
@@ -29,10 +30,12 @@ class SFTModule(pl.LightningModule):
         adam_betas: tuple[float, float] = (0.9, 0.95),
         lr_scheduler: str = "cosine",
         lr_warmup_ratio: float = 0.03,
+        skip_nonfinite: bool = False,
     ) -> None:
         super().__init__()
         self.model = model
         self.save_hyperparameters(ignore=["model"])
+        self.guard = FiniteGuard(skip_nonfinite)
 
     def _loss(self, batch: SupervisedBatch):
         logits = self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
@@ -40,6 +43,8 @@ class SFTModule(pl.LightningModule):
 
     def training_step(self, batch: SupervisedBatch, batch_idx: int):
         loss, stats = self._loss(batch)
+        if guarded_loss(self, loss) is None:  # not finite, skipped
+            return None
         self.log("train/loss", loss, prog_bar=True, batch_size=batch.input_ids.shape[0])
         self.log("train/num_tokens", stats["num_tokens"], reduce_fx="sum")
         return loss

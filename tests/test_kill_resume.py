@@ -1,0 +1,175 @@
+"""A stage killed with SIGKILL at a random moment resumes from its last checkpoint and ends
+exactly (bitwise, on CPU) where an uninterrupted run with the same seed ends.
+
+Each run is a real ``safe-rlhf-train`` process. PPO-Lagrangian runs with the learned λ, PTX
+batches (two loaders, the shorter one cycling) and prompt/SFT subsets small enough that both
+loaders start new passes during the run, so the λ state and its window, the critics, optimizer
+and scheduler states, RNG states and both loaders' positions all have to come back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+pytestmark = pytest.mark.slow
+
+PPO_STEPS = 8
+
+
+def _ppo_overrides(model_folders: Path, benchmark_dir: Path, root: Path) -> list[str]:
+    return [
+        "stage=ppo_lag", "debug=fast", "lambda_schedule=learned", "logger=csv",
+        f"stage.max_steps={PPO_STEPS}", "stage.batch_size=4", "stage.num_return_sequences=2",
+        "stage.max_new_tokens=8", "stage.minibatch_size=4", "stage.update_epochs=2",
+        "stage.eval_max_new_tokens=8", "stage.eval_limit=8", "stage.ptx_coef=1.0",
+        "stage.checkpoint_every=1", "stage.log_samples_every=1", "stage.save_critics=true",
+        f"stage.actor_init={model_folders / 'sft'}",
+        f"stage.reward_model={model_folders / 'reward'}",
+        f"stage.cost_model={model_folders / 'cost'}",
+        "data.prompt_train=[benchmark-prompts/train:0.01]",  # 11 prompts: 3 batches a pass
+        "data.sft_train=[benchmark-sft/train:0.005]",  # 17 demonstrations: 5 batches a pass
+        f"data.root={benchmark_dir}", f"paths.data_dir={root / 'data'}",
+        f"paths.runs_dir={root / 'runs'}",
+    ]  # fmt: skip
+
+
+def _command(overrides: list[str], run_dir: Path) -> list[str]:
+    return [sys.executable, "-m", "safe_rlhf_lightning.cli.train", *overrides,
+            f"hydra.run.dir={run_dir}"]  # fmt: skip
+
+
+def _environment() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
+
+
+def _run(overrides: list[str], run_dir: Path) -> None:
+    result = subprocess.run(
+        _command(overrides, run_dir), env=_environment(), capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def _checkpoint_step(run_dir: Path) -> int:
+    """The PPO step of ``last.ckpt`` as the run's log reports it (0 = none yet)."""
+    steps = [json.loads(line)["step"] for line in _lines(run_dir / "samples_train.jsonl")]
+    return int(max(steps)) + 1 if steps else 0
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+
+
+def _kill_at_random(
+    overrides: list[str],
+    run_dir: Path,
+    rng: random.Random,
+    progress=_checkpoint_step,
+    target: int | None = None,
+    delay: float = 0.3,
+) -> int:
+    """Start the run, SIGKILL it at a random moment up to ``delay`` s after
+    ``progress(run_dir)`` reached ``target`` (by default a random PPO step); return it."""
+    target = rng.randrange(1, PPO_STEPS - 1) if target is None else target
+    process = subprocess.Popen(
+        _command(overrides, run_dir), env=_environment(),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    try:
+        while progress(run_dir) < target:
+            if process.poll() is not None:
+                pytest.fail(f"the run ended before step {target}: {process.stderr.read()[-3000:]}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"no step {target} within 300 s")
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, delay))  # anywhere in the next step(s), or a checkpoint save
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.stderr.close()
+    return target
+
+
+def _outcome(run_dir: Path) -> dict:
+    history = [json.loads(line) for line in _lines(run_dir / "history.jsonl")]
+    timing = {"seconds_per_step", "tokens_per_second"}
+    return {
+        "history": [{k: v for k, v in row.items() if k not in timing} for row in history],
+        "results": json.loads((run_dir / "results.json").read_text())["test"],
+        "samples": _lines(run_dir / "samples_train.jsonl"),
+        "weights": {
+            name: load_file(run_dir / name / "model.safetensors")
+            for name in ("model", "reward_critic", "cost_critic")
+        },
+    }
+
+
+def test_ppo_lagrangian_killed_at_a_random_step_resumes_to_the_same_end(
+    model_folders, benchmark_dir, tmp_path
+):
+    seed = random.randrange(10**6)
+    rng = random.Random(seed)
+    overrides = _ppo_overrides(model_folders, benchmark_dir, tmp_path)
+    _run(overrides, tmp_path / "straight")
+    killed = tmp_path / "killed"
+    target = _kill_at_random(overrides, killed, rng)
+    assert not (killed / "model").exists()  # killed before the end (else the test proves nothing)
+    checkpoint = killed / "checkpoints" / "last.ckpt"
+    assert checkpoint.is_file(), f"no checkpoint after step {target} (seed {seed})"
+    _run(overrides, killed)  # resumes from last.ckpt
+
+    straight, resumed = _outcome(tmp_path / "straight"), _outcome(killed)
+    context = f"killed after step {target} (random seed {seed})"
+    assert resumed["history"] == straight["history"], context
+    assert resumed["results"] == straight["results"], context
+    assert resumed["samples"] == straight["samples"], context
+    for name, tensors in straight["weights"].items():
+        for key, tensor in tensors.items():
+            assert resumed["weights"][name][key].equal(tensor), f"{name}.{key}: {context}"
+    assert len(list(killed.glob("logs/version_*"))) == 2  # each launch kept its own metrics log
+
+
+def _sft_checkpoints(run_dir: Path) -> int:
+    """1 once the run wrote its first checkpoint."""
+    return int((run_dir / "checkpoints" / "last.ckpt").exists())
+
+
+def test_sft_killed_at_a_random_moment_resumes_to_the_same_model(
+    model_folders, benchmark_dir, tmp_path
+):
+    seed = random.randrange(10**6)
+    rng = random.Random(seed)
+    overrides = [
+        "stage=sft", "debug=fast", "logger=csv", "stage.max_steps=100", "stage.batch_size=4",
+        "stage.checkpoint_every=3", "stage.eval_limit=0", "model.tiny.hidden_size=32",
+        "model.tiny.num_layers=1", "model.tiny.num_heads=2", "model.tiny.intermediate_size=64",
+        "data.sft_train=[benchmark-sft/train:0.01]",  # 34 demonstrations: 9 batches a pass
+        f"data.root={benchmark_dir}", f"paths.data_dir={tmp_path / 'data'}",
+        f"paths.runs_dir={tmp_path / 'runs'}",
+    ]  # fmt: skip
+    _run(overrides, tmp_path / "straight")
+    killed = tmp_path / "killed"
+    _kill_at_random(overrides, killed, rng, progress=_sft_checkpoints, target=1, delay=1.5)
+    if (killed / "model").exists():
+        pytest.fail(f"the SFT run finished before the kill (seed {seed}): nothing was tested")
+    _run(overrides, killed)
+    straight = load_file(tmp_path / "straight" / "model" / "model.safetensors")
+    resumed = load_file(killed / "model" / "model.safetensors")
+    assert all(resumed[k].equal(v) for k, v in straight.items()), f"seed {seed}"
+    results = [
+        json.loads((d / "results.json").read_text()) for d in (tmp_path / "straight", killed)
+    ]
+    assert results[0]["val"] == results[1]["val"], f"seed {seed}"
