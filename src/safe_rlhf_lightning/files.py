@@ -63,3 +63,15 @@ def write_csv_atomic(path: str | Path, header: Sequence[str], rows: Iterable[Seq
     writer.writerow(header)
     writer.writerows(rows)
     return write_text_atomic(path, buffer.getvalue())
+
+
+def save_figure_atomic(figure: Any, path: str | Path, dpi: int = 120) -> Path:
+    """Lay out, save (format from the suffix) atomically and close a matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    figure.tight_layout()
+    with atomic_file(path, "wb") as file:
+        figure.savefig(file, format=path.suffix.lstrip(".") or "png", dpi=dpi)
+    plt.close(figure)
+    return path

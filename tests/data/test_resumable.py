@@ -32,31 +32,62 @@ def _passes(loader, passes: int, stop_after: int | None = None) -> list[list[int
     return seen
 
 
-@pytest.mark.parametrize("size", [12, 13])  # a partial last batch draws from the generator too
-def test_same_batches_as_a_plain_dataloader(size):
-    assert _passes(_make(ResumableDataLoader, size, 4), 3) == _passes(_make(DataLoader, size, 4), 3)
+def test_same_batches_as_a_plain_dataloader():
+    # 13 samples: the plain loader's sampler also draws at the end of each pass (partial batch).
+    assert _passes(_make(ResumableDataLoader, 13, 4), 3) == _passes(_make(DataLoader, 13, 4), 3)
+    # 12: the first pass is the plain one's; later passes differ (all draws at a pass's start).
+    assert _passes(_make(ResumableDataLoader, 12, 4), 1) == _passes(_make(DataLoader, 12, 4), 1)
+
+
+def _lightning(loader, count: int) -> list[list[int]]:
+    """``count`` batches as Lightning's epoch loop takes them: never past ``len(loader)`` a
+    pass, a new ``iter()`` per epoch."""
+    seen: list[list[int]] = []
+    while len(seen) < count:
+        take = min(len(loader), count - len(seen))
+        seen += [b.tolist() for b in itertools.islice(iter(loader), take)]
+    return seen
+
+
+def _cycled(loader, count: int) -> list[list[int]]:
+    """``count`` batches as Lightning's max_size_cycle takes a shorter loader: until
+    StopIteration, then a new pass."""
+    seen, iterator = [], iter(loader)
+    while len(seen) < count:
+        try:
+            seen.append(next(iterator).tolist())
+        except StopIteration:
+            iterator = iter(loader)
+    return seen
 
 
 @pytest.mark.parametrize("size", [12, 13])
 @pytest.mark.parametrize("stop", [0, 1, 2, 3, 4])  # 3 (or 4 at size 13) = the pass just finished
-@pytest.mark.parametrize("shuffle", [True, False])
-def test_restored_loader_continues_like_the_uninterrupted_one(size, stop, shuffle):
+@pytest.mark.parametrize("protocol", ["lightning", "cycled"])
+def test_restored_loader_continues_like_the_uninterrupted_one(size, stop, protocol):
     per_pass = -(-size // 4)
     stop = min(stop, per_pass)
-    reference = _passes(_make(DataLoader, size, 4, shuffle), 4)
+    total = 4 * per_pass
+    take = _lightning if protocol == "lightning" else _cycled
+    reference = take(_make(ResumableDataLoader, size, 4), total)
 
-    first = _make(ResumableDataLoader, size, 4, shuffle)
-    seen = _passes(first, 2, stop_after=stop)  # one full pass, then `stop` batches of the second
+    first = _make(ResumableDataLoader, size, 4)
+    seen = take(first, per_pass + stop)  # one full pass, then `stop` batches of the second
     state = first.state_dict()
-    assert state["batches"] == stop
+    assert state["batches"] == (stop or per_pass)  # 0 = the first pass finished
 
-    restored = _make(ResumableDataLoader, size, 4, shuffle)  # a new process: fresh generator
+    restored = _make(ResumableDataLoader, size, 4)  # a new process: a fresh generator
     restored.load_state_dict(state)
-    if stop < per_pass:  # the rest of the interrupted pass (Lightning counts the first `stop`)
-        seen += [b.tolist() for b in itertools.islice(iter(restored), per_pass - stop)]
-    while len(seen) < len(reference):
-        seen += _passes(restored, 1)
-    assert seen[: len(reference)] == reference
+    seen += take(restored, total - len(seen))
+    assert seen == reference
+
+
+def test_an_abandoned_pass_is_continued_not_restarted():
+    """Lightning's CombinedLoader calls iter() on a shorter loader at every epoch start."""
+    loader = _make(ResumableDataLoader, 12, 4, shuffle=False)
+    assert [b.tolist() for b in itertools.islice(iter(loader), 1)] == [[0, 1, 2, 3]]
+    assert [b.tolist() for b in loader] == [[4, 5, 6, 7], [8, 9, 10, 11]]
+    assert [b.tolist() for b in itertools.islice(iter(loader), 1)] == [[0, 1, 2, 3]]  # new pass
 
 
 def test_index_level_skip_loads_nothing_twice():

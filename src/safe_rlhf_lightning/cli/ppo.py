@@ -54,6 +54,7 @@ def run_ppo(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
     tokenizer = load_tokenizer(stage.actor_init, trust_remote_code=trust)
     actor = load_causal_lm(stage.actor_init, trust_remote_code=trust, dtype=dtype)
     _require_folder(stage.reference_init, "stage.reference_init", "the SFT policy by default")
+    _require_same_tokens(stage.reference_init, "stage.reference_init", tokenizer, typed)
     reference = load_causal_lm(stage.reference_init, trust_remote_code=trust, dtype=dtype)
     reward_model, reward_retokenizer = _score_model(stage.reward_model, "reward", tokenizer, typed)
     cost_model, cost_retokenizer = (None, None)
@@ -187,15 +188,24 @@ def _critic(path: str | None, key: str, actor_tokenizer, typed: RunConfig) -> Sc
     """A critic (no normalization) from a score model or causal LM sharing the actor's tokens."""
     _require_folder(path, key, "a score model (R or C by default) or a causal LM")
     trust = typed.model.trust_remote_code
-    if not same_tokenizer(load_tokenizer(path, trust_remote_code=trust), actor_tokenizer):
-        raise ConfigError(
-            f"config key '{key}': the critic must use the actor's tokenizer (values are per token)"
-        )
+    _require_same_tokens(path, key, actor_tokenizer, typed)
     critic = ScoreModel.from_pretrained(
         path, score_type="critic", do_normalize=False, trust_remote_code=trust,
         dtype=typed.model.dtype,
     )  # fmt: skip
     return critic.train()
+
+
+def _require_same_tokens(path: str, key: str, actor_tokenizer, typed: RunConfig) -> None:
+    """The reference and the critics read the actor's token ids (per-token log-probabilities
+    and values): their folder's tokenizer must be the actor's."""
+    tokenizer = load_tokenizer(path, trust_remote_code=typed.model.trust_remote_code)
+    if not same_tokenizer(tokenizer, actor_tokenizer):
+        raise ConfigError(
+            f"config key '{key}': {path} has another tokenizer than the actor "
+            f"({len(tokenizer)} vs {len(actor_tokenizer)} tokens); it must read the actor's "
+            "token ids (per-token log-probabilities and values)"
+        )
 
 
 def _train_loader(typed: RunConfig, tokenizer, template: PromptTemplate):

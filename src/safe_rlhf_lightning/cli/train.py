@@ -26,14 +26,19 @@ register_configs()
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> dict:
     from ..config import ConfigError
+    from ..data import RecordError
+    from ..stages import NonFiniteError
     from .runner import run_stage
 
     try:
         return run_stage(cfg)
-    except ConfigError as error:
-        # A configuration problem is the user's to fix: one clear line, no traceback.
+    except (ConfigError, RecordError) as error:
+        # A bad configuration or data file is the user's to fix: one clear line, no traceback.
         logging.getLogger(__name__).error("%s", error)
         raise SystemExit(2) from None
+    except NonFiniteError as error:
+        logging.getLogger(__name__).error("%s", error)
+        raise SystemExit(3) from None
 
 
 if __name__ == "__main__":

@@ -105,8 +105,10 @@ class _TokenizedDataModule(pl.LightningDataModule, ABC):
             self.eval_dataset = self._load(self.eval_datasets)
 
     def _loader(self, dataset: Dataset[Any], batch_size: int, shuffle: bool) -> DataLoader[Any]:
-        # Resumable: a run killed mid-epoch continues with the batches it would have seen.
-        return ResumableDataLoader(
+        # Train loaders resume mid-epoch (a killed run continues with the batches it would have
+        # seen); validation loaders are plain, so every validation sees the same batches.
+        loader_class = ResumableDataLoader if shuffle else DataLoader
+        return loader_class(
             dataset,
             batch_size=batch_size,
             shuffle=shuffle,

@@ -1,24 +1,33 @@
-"""A DataLoader that resumes mid-epoch with the same batches an uninterrupted run would see.
+"""A train DataLoader that resumes mid-epoch with the batches an uninterrupted run would see.
 
-Lightning saves ``state_dict()`` of every train loader that has one in its checkpoints and hands it
-back through ``load_state_dict`` before iterating again (``CombinedLoader._state_dicts``). The
-state kept here is small and model-independent:
+Lightning saves ``state_dict()`` of every train loader that has one in its checkpoints and hands
+it back through ``load_state_dict`` before iterating again (``CombinedLoader._state_dicts``).
+The state is small and model-independent:
 
 - ``batches``: how many batches the current pass has yielded;
 - ``pass_generator``: the shuffle generator's state when the pass began;
 - ``generator``: its state now.
 
-A restored loader whose pass was unfinished puts the generator back to the pass's start and
-skips the yielded batches at the index level (no sample is loaded or collated twice), so the
-generator makes the same draws in the same order as in the uninterrupted run and the rest of
-the pass is identical. A finished pass starts the next one from the generator's current state.
-This is exact because Lightning does not prefetch from loaders whose length it knows, so
-"yielded" equals "trained on" when a checkpoint is written.
+Three rules make a resumed run exact:
+
+1. A pass makes all its random draws at its first batch (the sampler's order is read in full
+   then), so the generator's state no longer depends on whether the consumer asked for one
+   batch past the end: Lightning does not for the loader that sets the epoch's length, its
+   ``max_size_cycle`` mode does for a shorter loader it cycles.
+2. A restored loader whose pass was unfinished puts the generator back to the pass's start and
+   skips the yielded batches at the index level (nothing is loaded or collated twice); a
+   finished pass starts the next one from the generator's current state.
+3. A pass left unfinished by the consumer (the shorter loader of a ``CombinedLoader`` when the
+   epoch ends, or ``limit_train_batches``) is continued by the next ``iter()``, not restarted,
+   in a resumed run and in an uninterrupted one alike.
+
+Lightning does not prefetch from loaders whose length it knows, so "yielded" equals "trained
+on" when a checkpoint is written. The order of a pass is the plain DataLoader's (same generator
+draws); for validation, use a plain DataLoader (rule 3 would shift its batches).
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,15 +35,21 @@ from torch.utils.data import DataLoader
 
 
 class _Skipping:
-    """The loader's index sampler, starting ``skip`` batches in while ``skip`` is set (only
-    while a pass's iterator is built: worker iterators read the sampler twice then)."""
+    """The loader's index sampler: each pass reads the whole order at its first batch (after
+    the DataLoader has drawn its worker seed, as a plain pass does) and starts ``skip`` batches
+    in. ``skip`` is set only while a pass's iterator is built (worker iterators read the
+    sampler twice then)."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.skip = 0
 
     def __iter__(self) -> Iterator[Any]:
-        return itertools.islice(iter(self.inner), self.skip, None)
+        return self._pass(self.skip)
+
+    def _pass(self, skip: int) -> Iterator[Any]:
+        order = list(self.inner)
+        yield from order[skip:]
 
     def __len__(self) -> int:
         return len(self.inner)
@@ -47,6 +62,7 @@ class ResumableDataLoader(DataLoader):
         super().__init__(*args, **kwargs)
         self._skipping = _Skipping(DataLoader._index_sampler.fget(self))
         self._batches = 0
+        self._in_pass = False
         self._pass_generator = self._generator_state()
         self._resume: dict[str, Any] | None = None
 
@@ -61,6 +77,8 @@ class ResumableDataLoader(DataLoader):
 
     def __iter__(self) -> Iterator[Any]:
         state, self._resume = self._resume, None
+        if state is None and self._in_pass:  # rule 3: continue the abandoned pass
+            state = self.state_dict()
         skip = 0
         if state is not None:
             unfinished = state["batches"] < len(self)
@@ -69,7 +87,7 @@ class ResumableDataLoader(DataLoader):
                 self.generator.set_state(saved)
             skip = state["batches"] if unfinished else 0
         self._pass_generator = self._generator_state()
-        self._batches = skip
+        self._batches, self._in_pass = skip, True
         self._skipping.skip = skip
         try:
             batches = super().__iter__()
@@ -80,7 +98,9 @@ class ResumableDataLoader(DataLoader):
     def _counted(self, batches: Iterator[Any]) -> Iterator[Any]:
         for batch in batches:
             self._batches += 1
+            self._in_pass = self._batches < len(self)
             yield batch
+        self._in_pass = False
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from ..files import save_figure_atomic
+
 
 def plot_policy_plane(
     points: Mapping[str, tuple[float, float]],
@@ -51,10 +53,7 @@ def plot_policy_plane(
     axis.set_ylabel(ylabel)
     axis.set_title(title)
     axis.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return Path(path)
+    return save_figure_atomic(figure, path, dpi=120)
 
 
 def plot_score_distributions(
@@ -95,7 +94,4 @@ def plot_score_distributions(
     axis.set_ylabel("responses")
     axis.set_title(title)
     axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return Path(path)
+    return save_figure_atomic(figure, path, dpi=120)

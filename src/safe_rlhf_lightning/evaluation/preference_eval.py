@@ -10,6 +10,7 @@ from pathlib import Path
 from transformers import PreTrainedTokenizerBase
 
 from ..data import PreferenceRecord, PromptTemplate
+from ..files import save_figure_atomic
 from ..models import ScoreModel
 from .oracle_eval import score_responses
 
@@ -166,7 +167,4 @@ def plot_score_histograms(
     axis.set_ylabel("responses")
     axis.set_title(f"{score_type.capitalize()} model scores on held-out pairs")
     axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
+    return save_figure_atomic(figure, path, dpi=120)

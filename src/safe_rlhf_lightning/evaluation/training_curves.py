@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from statistics import fmean, pstdev
 
+from ..files import save_figure_atomic
+
 # (history key, axis title) of each panel, in reading order; missing keys are left out.
 PANELS = (
     ("lambda", "λ"),
@@ -59,10 +61,7 @@ def plot_training_curves(
         axis.legend(fontsize=8)
     for axis in list(axes.flat)[len(panels) :]:
         axis.set_visible(False)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return save_figure_atomic(figure, path, dpi=110)
 
 
 def _finite(value: object) -> bool:
