@@ -5,6 +5,7 @@
 #   make ppo    PPO from the round's SFT policy, R and C (LAMBDA=learned | pid | fixed | none)
 #   make test   create .venv, install, run the whole test suite (make test-fast: without slow tests)
 #   make lint   ruff check and format check (make format fixes)
+#   make bench-ppo   our PPO-Lagrangian step against TRL's PPOTrainer, side by side (benchmarks/)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -23,7 +24,8 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo data sft reward cost ppo eval test test-fast lint format clean clean-runs help
+.PHONY: install demo data sft reward cost ppo eval test test-fast lint format clean clean-runs help \
+	bench-ppo
 
 help:
 	@sed -n 's/^#  *make /make /p' $(MAKEFILE_LIST)
@@ -37,6 +39,19 @@ $(INSTALL_STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	touch $@
 
 install: $(INSTALL_STAMP)
+
+# The peer for benchmarks: TRL 1.12.0 (the last release with PPOTrainer) in an environment of its
+# own; torch first, so that pip keeps the CPU build.
+TRL_VENV ?= .venv-trl
+$(TRL_VENV)/.installed: benchmarks/requirements-trl.txt
+	$(PYTHON) -m venv $(TRL_VENV)
+	$(TRL_VENV)/bin/pip install --quiet --no-compile torch==2.13.0
+	$(TRL_VENV)/bin/pip install --quiet --no-compile -r benchmarks/requirements-trl.txt
+	touch $@
+
+bench-ppo: $(INSTALL_STAMP) $(TRL_VENV)/.installed
+	$(BIN)/python benchmarks/compare_ppo.py --python $(BIN)/python \
+		--trl-python $(TRL_VENV)/bin/python $(BENCH_ARGS)
 
 # The embedded default end to end. Each stage is a file target (the folder it writes), so running
 # it again re-runs only what is missing; an interrupted stage resumes from its last checkpoint.

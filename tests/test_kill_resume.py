@@ -154,8 +154,8 @@ def test_sft_killed_at_a_random_moment_resumes_to_the_same_model(
     rng = random.Random(seed)
     overrides = [
         "stage=sft", "debug=fast", "logger=csv", "stage.max_steps=100", "stage.batch_size=4",
-        "stage.checkpoint_every=3", "stage.eval_limit=0", "model.tiny.hidden_size=32",
-        "model.tiny.num_layers=1", "model.tiny.num_heads=2", "model.tiny.intermediate_size=64",
+        "stage.checkpoint_every=3", "stage.eval_limit=0", "model=pretrained",
+        f"model.name_or_path={model_folders / 'sft'}",  # no tokenizer to train: a quick start
         "data.sft_train=[benchmark-sft/train:0.01]",  # 34 demonstrations: 9 batches a pass
         f"data.root={benchmark_dir}", f"paths.data_dir={tmp_path / 'data'}",
         f"paths.runs_dir={tmp_path / 'runs'}",

@@ -115,8 +115,8 @@ def response_logprobs(
 def response_values(
     critic: ScoreModel, input_ids: Tensor, attention_mask: Tensor, prompt_length: int
 ) -> Tensor:
-    """(B, T) the critic's value of the state before each response token."""
-    scores = critic(input_ids, attention_mask).scores[..., 0]  # (B, P + T)
+    """(B, T, D) the critic's D values of the state before each response token."""
+    scores = critic(input_ids, attention_mask).scores  # (B, P + T, D)
     return scores[:, prompt_length - 1 : -1]
 
 

@@ -282,3 +282,48 @@ def test_bad_schedule_option_and_missing_models_name_the_key(
     )
     with pytest.raises(ConfigError, match=r"stage\.actor_init"):
         run_stage(cfg)
+
+
+def test_shared_critic_gives_both_values_from_one_backbone_pass(small_tokenizer):
+    critic = score_model(small_tokenizer, "critic", seed=3)
+    shared = critic.with_extra_head()
+    assert shared.model is critic.model  # the backbone is shared, not copied
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    mask = torch.ones_like(ids, dtype=torch.bool)
+    one, two = critic(ids, mask).scores, shared(ids, mask).scores
+    torch.testing.assert_close(two[..., 0], one[..., 0])  # 2-row vs 1-row matmul: last bits
+    assert torch.equal(two[..., 1], torch.zeros(1, 5))
+    calls = []
+    shared.model.register_forward_hook(lambda *args: calls.append(1))
+    module = make_module(small_tokenizer, LearnedLambda(cost_limit=-10.0))
+    module.reward_critic, module.cost_critic = shared, None
+    module.shared_critic = True
+    reward_values, cost_values = module.values(ids, mask, prompt_length=2)
+    assert len(calls) == 1
+    torch.testing.assert_close(reward_values, one[:, 1:-1, 0])
+    assert cost_values.shape == (1, 3)
+
+
+def test_ppo_steps_with_a_shared_critic_train_both_heads(small_tokenizer, benchmark_dir):
+    schedule = LearnedLambda(cost_limit=-10.0, lr=0.5)
+    module = make_module(small_tokenizer, schedule, max_ppo_steps=2)
+    shared = module.reward_critic.with_extra_head()
+    module = PPOLagrangianModule(
+        module.actor, module.reference, module.reward_model, module.cost_model, shared, None,
+        schedule, eos_token_id=small_tokenizer.eos_token_id,
+        pad_token_id=small_tokenizer.pad_token_id,
+        sampling=SamplingOptions(max_new_tokens=8, num_return_sequences=2), update_epochs=2,
+        minibatch_size=4, lr=1e-2, critic_lr=1e-2, lr_scheduler="constant",
+        lr_warmup_ratio=0.0, max_ppo_steps=2,
+    )  # fmt: skip
+    assert module.shared_critic and "cost_critic" not in module.named_trained_models()
+    head = shared.score_head.weight.detach().clone()
+    prompts = PromptDataModule(small_tokenizer, ["benchmark-prompts/train:0.01"], [],
+                               data_root=benchmark_dir, batch_size=4)  # fmt: skip
+    quick_trainer(max_steps=100).fit(module, train_dataloaders=prompts.train_dataloader())
+    assert module.ppo_step == 2
+    assert {"reward_critic_loss", "cost_critic_loss", "cost_critic_explained_variance"} <= set(
+        module.history[-1]
+    )
+    moved = (shared.score_head.weight.detach() - head).abs().sum(dim=1)
+    assert bool((moved > 0).all())  # both the V_R and the V_C head learned

@@ -64,7 +64,9 @@ def run_ppo(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
         raise ConfigError(f"config key 'stage.cost_model' is needed by {type(schedule).__name__}")
     reward_critic = _critic(stage.reward_critic_init, "stage.reward_critic_init", tokenizer, typed)
     cost_critic = None
-    if schedule.two_streams:
+    if schedule.two_streams and stage.shared_critic:
+        reward_critic = reward_critic.with_extra_head()  # V_R on head 0, V_C on head 1
+    elif schedule.two_streams:
         cost_critic = _critic(stage.cost_critic_init, "stage.cost_critic_init", tokenizer, typed)
 
     loader = _train_loader(typed, tokenizer, template)
@@ -128,7 +130,8 @@ def run_ppo(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
     save_pretrained_atomic(actor, tokenizer, run_dir / "model")
     log.info("saved the actor to %s", run_dir / "model")
     if stage.save_critics:
-        for name, critic in (("reward_critic", reward_critic), ("cost_critic", cost_critic)):
+        first = "critic" if module.shared_critic else "reward_critic"
+        for name, critic in ((first, reward_critic), ("cost_critic", cost_critic)):
             if critic is not None:
                 critic.save_pretrained(run_dir / name, tokenizer)
 

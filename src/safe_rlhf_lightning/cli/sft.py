@@ -41,6 +41,7 @@ def run_sft(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
     datamodule = SupervisedDataModule(
         tokenizer, data.sft_train, data.sft_eval, **datamodule_options(typed, template)
     )
+    datamodule.setup("fit")  # bad data fails here, before any evaluation or training
     callbacks, ckpt_path = checkpointing(typed, run_dir)
     trainer = build_trainer(cfg, run_dir, build_loggers(cfg), callbacks)
 

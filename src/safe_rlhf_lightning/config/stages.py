@@ -167,6 +167,10 @@ class PPOStageConfig(PolicyStageConfig):
     reward_critic_init: str = "${stage.reward_model}"
     """V_R starts from R (upstream's default), or from any score model or causal LM."""
     cost_critic_init: str = "${stage.cost_model}"
+    shared_critic: bool = False
+    """One critic backbone with two value heads (V_R and V_C, started from
+    ``reward_critic_init`` with a zero cost head) instead of two critics: one backbone pass
+    less in every rollout and update. Two-stream schedules only."""
     num_return_sequences: int = 4
     """Responses sampled per prompt in each rollout (``batch_size`` prompts per rollout)."""
     max_new_tokens: int = 48
@@ -204,7 +208,8 @@ class PPOStageConfig(PolicyStageConfig):
     log_samples_every: int = 20
     """Steps between rows of sampled responses written to ``samples_train.jsonl``."""
     save_critics: bool = False
-    """Also save V_R and V_C (Hugging Face score-model folders) next to the actor."""
+    """Also save V_R and V_C (Hugging Face score-model folders) next to the actor; a shared
+    critic is saved as ``critic/`` (score_dim 2: head 0 V_R, head 1 V_C)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()

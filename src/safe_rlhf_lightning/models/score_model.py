@@ -164,6 +164,23 @@ class ScoreModel(nn.Module):
         return ScoreOutput(scores=scores, end_scores=end_scores, end_index=end_index)
 
     @torch.no_grad()
+    def with_extra_head(self) -> ScoreModel:
+        """A two-head critic on this model's backbone (shared, not copied): head 0 is this
+        model's score head, head 1 starts at zero (a fresh value estimate). One backbone pass
+        then gives both values: PPO-Lagrangian's shared critic (``stage.shared_critic``)."""
+        if self.score_dim != 1:
+            raise ValueError(f"with_extra_head needs a one-head score model, got {self.score_dim}")
+        shared = ScoreModel(
+            self.model, score_dim=2, score_type="critic", score_bias=self.score_bias
+        )
+        with torch.no_grad():
+            shared.score_head.weight.zero_()
+            shared.score_head.weight[0] = self.score_head.weight[0]
+            if self.score_bias:
+                shared.score_head.bias.zero_()
+                shared.score_head.bias[0] = self.score_head.bias[0]
+        return shared
+
     def _update_normalizer(self, end_scores: Tensor) -> None:
         """Update the statistics from the end scores of every rank, as upstream does, so that all
         ranks keep identical normalizers (all_gather assumes equal batch sizes on every rank)."""

@@ -59,8 +59,10 @@ class PPOLagrangianModule(pl.LightningModule):
         actor: the policy being trained (initialised from the SFT policy).
         reference: frozen copy of the initial policy, for the KL penalty.
         reward_model, cost_model: frozen R and C (C may be None for ``none``; its cost is then 0).
-        reward_critic: V_R (or the only critic of one-stream schedules), initialised from R.
-        cost_critic: V_C, initialised from C; None for one-stream schedules.
+        reward_critic: V_R (or the only critic of one-stream schedules), initialised from R; or,
+            with a score_dim of 2, a shared critic: one backbone, V_R on head 0 and V_C on head 1
+            (one backbone pass instead of two, in the rollout and in every update).
+        cost_critic: V_C, initialised from C; None for one-stream schedules and a shared critic.
         schedule: the λ schedule.
         eos_token_id, pad_token_id: of the actor's tokenizer.
         reward_retokenizer, cost_retokenizer: when R or C use another tokenizer than the actor.
@@ -124,8 +126,14 @@ class PPOLagrangianModule(pl.LightningModule):
         skip_nonfinite: bool = False,
     ) -> None:
         super().__init__()
-        if schedule.two_streams and (cost_model is None or cost_critic is None):
-            raise ValueError("a two-stream λ schedule needs a cost model and a cost critic")
+        self.shared_critic = reward_critic.score_dim == 2 and cost_critic is None
+        if schedule.two_streams and (
+            cost_model is None or (cost_critic is None and not self.shared_critic)
+        ):
+            raise ValueError(
+                "a two-stream λ schedule needs a cost model and a cost critic (or a shared "
+                "critic: a two-head reward_critic)"
+            )
         self.automatic_optimization = False
         self.strict_loading = False  # checkpoints leave out the frozen models' weights
         self.actor, self.reference = actor, reference
@@ -236,15 +244,29 @@ class PPOLagrangianModule(pl.LightningModule):
                 ref_logprobs=response_logprobs(self.reference, ids, mask, prompt_length),
                 reward=reward,
                 cost=cost,
-                reward_values=response_values(self.reward_critic, ids, mask, prompt_length),
-                cost_values=(
-                    response_values(self.cost_critic, ids, mask, prompt_length)
-                    if self.schedule.two_streams
-                    else None
-                ),
-            )
+                **dict(zip(("reward_values", "cost_values"),
+                           self.values(ids, mask, prompt_length), strict=True)),
+            )  # fmt: skip
         finally:
             self.train(was_training)
+
+    def values(
+        self, input_ids: Tensor, attention_mask: Tensor, prompt_length: int
+    ) -> tuple[Tensor, Tensor | None]:
+        """(B, T) reward values and (B, T) cost values (None for one-stream schedules)."""
+        reward_values = response_values(
+            self.reward_critic, input_ids, attention_mask, prompt_length
+        )
+        if self.shared_critic:
+            cost_values = reward_values[..., 1] if self.schedule.two_streams else None
+            return reward_values[..., 0], cost_values
+        cost_values = None
+        if self.schedule.two_streams:
+            cost_values = response_values(
+                self.cost_critic, input_ids, attention_mask, prompt_length
+            )
+            cost_values = cost_values[..., 0]
+        return reward_values[..., 0], cost_values
 
     def advantages(self, rollout: Rollout) -> dict[str, Tensor]:
         """Per-token scores, GAE advantages and returns of each stream; the actor's advantage."""
@@ -324,7 +346,7 @@ class PPOLagrangianModule(pl.LightningModule):
             logprobs, rollout.logprobs[index], targets["advantages"][index], response_mask,
             clip_range=hp.clip_range,
         )  # fmt: skip
-        values = response_values(self.reward_critic, ids, mask, prompt_length)
+        values, cost_values = self.values(ids, mask, prompt_length)
         reward_critic_loss, _ = clipped_value_loss(
             values, rollout.reward_values[index], targets["reward_returns"][index], response_mask,
             clip_range_value=hp.clip_range_value,
@@ -337,7 +359,6 @@ class PPOLagrangianModule(pl.LightningModule):
             "reward_critic_loss": reward_critic_loss.detach(),
         }
         if self.schedule.two_streams:
-            cost_values = response_values(self.cost_critic, ids, mask, prompt_length)
             cost_critic_loss, _ = clipped_value_loss(
                 cost_values, rollout.cost_values[index], targets["cost_returns"][index],
                 response_mask, clip_range_value=hp.clip_range_value,
