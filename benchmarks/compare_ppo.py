@@ -38,9 +38,9 @@ COMMON = ["--batch-size", "16", "--response-length", "48", "--ppo-epochs", "1",
 
 FRAMEWORKS = {
     # name: (label, script, extra options); "python" picks the interpreter
-    "ours": ("safe-rlhf-lightning PPO-Lag (two critics)", "ppo_step.py", []),
-    "ours_shared": ("safe-rlhf-lightning PPO-Lag (shared critic)", "ppo_step.py",
-                    ["--shared-critic"]),
+    "ours": ("safe-rlhf-lightning PPO-Lag (defaults)", "ppo_step.py", []),
+    "ours_fast": ("safe-rlhf-lightning PPO-Lag (shared critic, log-probs from sampling)",
+                  "ppo_step.py", ["--shared-critic", "--logprobs-from-generation"]),
     "trl": ("TRL PPOTrainer", "trl_ppo_step.py", []),
 }  # fmt: skip
 

@@ -7,7 +7,7 @@ critic and λ besides the reward model and the reward critic, and the actor's ol
 forward pass of their own. Run with the project's environment::
 
     .venv/bin/python benchmarks/ppo_step.py --hidden-size 128 --layers 2 --heads 4 \\
-        --intermediate 256 --vocab-size 600 [--shared-critic]
+        --intermediate 256 --vocab-size 600 [--shared-critic] [--logprobs-from-generation]
 
 A step is timed from one ``on_train_batch_end`` to the next (everything the loop does per step,
 as the TRL script measures from one ``on_step_end`` to the next). Prints one JSON object.
@@ -84,8 +84,11 @@ def prompt_batches(tokenizer, a):
 
 def main(argv=None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
-    shared_critic = "--shared-critic" in argv  # ours only: one critic backbone, two heads
-    a = parse_args([arg for arg in argv if arg != "--shared-critic"])
+    # Options of ours only: one critic backbone with two heads; old log-probs from sampling.
+    ours = {"--shared-critic", "--logprobs-from-generation"}
+    shared_critic = "--shared-critic" in argv
+    from_generation = "--logprobs-from-generation" in argv
+    a = parse_args([arg for arg in argv if arg not in ours])
     if a.threads:
         torch.set_num_threads(a.threads)
     warnings.filterwarnings("ignore")
@@ -112,6 +115,7 @@ def main(argv=None) -> dict:
         sampling=SamplingOptions(max_new_tokens=a.response_length, temperature=0.7),
         max_ppo_steps=a.steps, update_epochs=a.ppo_epochs, minibatch_size=minibatch,
         lr=3e-6, critic_lr=3e-6, lr_scheduler="constant", lr_warmup_ratio=0.0,
+        logprobs_from_generation=from_generation,
     )  # fmt: skip
     ends: list[float] = []
 
@@ -139,7 +143,8 @@ def main(argv=None) -> dict:
     tokens = statistics.median(row["mean_generated_length"] * a.batch_size for row in history)
     n_params = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     result = {
-        "framework": "safe-rlhf-lightning" + (" (shared critic)" if shared_critic else ""),
+        "framework": "safe-rlhf-lightning",
+        "options": {"shared_critic": shared_critic, "logprobs_from_generation": from_generation},
         "config": {
             "hidden_size": a.hidden_size,
             "layers": a.layers,
@@ -162,6 +167,10 @@ def main(argv=None) -> dict:
         "prompts_per_s": a.batch_size / step_s,
         "generated_tokens_per_s": tokens / step_s,
         "step_times_s": [round(s, 4) for s in steps],
+        "median_phase_s": {
+            key: statistics.median(row[key] for row in history)
+            for key in ("generation_seconds", "scoring_seconds", "update_seconds")
+        },
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "setup_s": setup_s,
         "versions": {

@@ -69,11 +69,13 @@ def sample(
     *,
     eos_token_id: int,
     pad_token_id: int,
-) -> tuple[Tensor, Tensor, Tensor]:
+    return_logprobs: bool = False,
+) -> tuple[Tensor, ...]:
     """Sample ``num_return_sequences`` responses per prompt (KV-cached ``models.decode``).
 
     Returns ``(input_ids, attention_mask, response_mask)`` of shapes (B·k, P + T), (B·k, P + T)
-    and (B·k, T); rows of the same prompt are adjacent.
+    and (B·k, T); rows of the same prompt are adjacent. ``return_logprobs`` adds the (B·k, T)
+    log-probabilities of the sampled tokens from the decoding pass itself.
     """
     k = options.num_return_sequences
     prompt_ids = prompts.input_ids.repeat_interleave(k, dim=0)  # (B·k, P)
@@ -88,10 +90,14 @@ def sample(
         temperature=options.temperature,
         top_p=options.top_p,
         repetition_penalty=options.repetition_penalty,
+        return_logprobs=return_logprobs,
     )  # (B·k, T)
+    response_ids, logprobs = response_ids if return_logprobs else (response_ids, None)
     response_mask = response_mask_until_eos(response_ids, eos_token_id)
     input_ids = torch.cat([prompt_ids, torch.where(response_mask, response_ids, pad_token_id)], 1)
     attention_mask = torch.cat([prompt_mask.bool(), response_mask], dim=1)
+    if return_logprobs:
+        return input_ids, attention_mask, response_mask, logprobs
     return input_ids, attention_mask, response_mask
 
 

@@ -87,3 +87,29 @@ def test_top_p_keeps_only_the_nucleus(model_and_prompts):
         model, ids, mask, max_new_tokens=8, eos_token_id=-1, pad_token_id=0, top_p=1e-6
     )  # fmt: skip (only the most likely token survives)
     assert torch.equal(nucleus, greedy)
+
+
+def test_logprobs_from_decoding_match_a_separate_forward_pass(model_and_prompts, small_tokenizer):
+    """The old log-probs the PPO stage can take from sampling (raw logits, not tempered) equal
+    those of ``response_logprobs`` over the finished sequences, up to float rounding."""
+    from safe_rlhf_lightning.rollout import SamplingOptions, response_logprobs, sample
+    from safe_rlhf_lightning.types import PromptBatch
+
+    model, ids, mask = model_and_prompts
+    options = SamplingOptions(max_new_tokens=10, temperature=0.7, num_return_sequences=2)
+    torch.manual_seed(5)
+    full_ids, full_mask, response_mask, logprobs = sample(
+        model, PromptBatch(ids, mask.bool()), options, eos_token_id=small_tokenizer.eos_token_id,
+        pad_token_id=small_tokenizer.pad_token_id, return_logprobs=True,
+    )  # fmt: skip
+    torch.manual_seed(5)
+    same_ids, *_ = sample(model, PromptBatch(ids, mask.bool()), options,
+                          eos_token_id=small_tokenizer.eos_token_id,
+                          pad_token_id=small_tokenizer.pad_token_id)  # fmt: skip
+    assert torch.equal(full_ids, same_ids)  # asking for log-probs changes no draw
+    with torch.no_grad():
+        reference = response_logprobs(model, full_ids, full_mask, ids.shape[1])
+    assert logprobs.shape == reference.shape
+    torch.testing.assert_close(logprobs[response_mask], reference[response_mask],
+                               atol=1e-5, rtol=1e-5)  # fmt: skip
+    assert bool((logprobs[response_mask] < 0).all())

@@ -327,3 +327,17 @@ def test_ppo_steps_with_a_shared_critic_train_both_heads(small_tokenizer, benchm
     )
     moved = (shared.score_head.weight.detach() - head).abs().sum(dim=1)
     assert bool((moved > 0).all())  # both the V_R and the V_C head learned
+
+
+def test_rollout_can_take_old_logprobs_from_sampling(small_tokenizer):
+    module = make_module(small_tokenizer, LearnedLambda(cost_limit=-10.0),
+                         logprobs_from_generation=True)  # fmt: skip
+    encoded = small_tokenizer(["hello there", "a"], padding=True, padding_side="left",
+                              return_tensors="pt")  # fmt: skip
+    rollout = module.make_rollout(PromptBatch(encoded["input_ids"], encoded["attention_mask"].bool()))
+    with torch.no_grad():
+        forward = response_logprobs(module.actor, rollout.input_ids, rollout.attention_mask,
+                                    rollout.prompt_length)  # fmt: skip
+    valid = rollout.response_mask
+    torch.testing.assert_close(rollout.logprobs[valid], forward[valid], atol=1e-5, rtol=1e-5)
+    assert {"generation_seconds", "scoring_seconds"} <= set(module.timings)

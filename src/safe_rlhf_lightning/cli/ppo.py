@@ -123,6 +123,7 @@ def run_ppo(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
         observer=_oracle_observer(template) if uses_benchmark(data.prompt_train) else None,
         sample_sink=_SampleFile(samples_path, trainer),
         log_samples_every=stage.log_samples_every,
+        logprobs_from_generation=stage.logprobs_from_generation,
     )  # fmt: skip
     with warnings.catch_warnings():  # the reference, R and C are in eval mode on purpose
         warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode")

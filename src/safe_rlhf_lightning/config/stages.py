@@ -171,6 +171,9 @@ class PPOStageConfig(PolicyStageConfig):
     """One critic backbone with two value heads (V_R and V_C, started from
     ``reward_critic_init`` with a zero cost head) instead of two critics: one backbone pass
     less in every rollout and update. Two-stream schedules only."""
+    logprobs_from_generation: bool = False
+    """Take the actor's old log-probabilities from the sampling pass instead of a forward pass
+    of their own: one actor pass less per rollout, the same values up to float rounding."""
     num_return_sequences: int = 4
     """Responses sampled per prompt in each rollout (``batch_size`` prompts per rollout)."""
     max_new_tokens: int = 48

@@ -61,9 +61,14 @@ def decode(
     temperature: float = 1.0,
     top_p: float = 1.0,
     repetition_penalty: float = 1.0,
-) -> Tensor:
+    return_logprobs: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
     """(B, T) new tokens after left-padded prompts (B, P), T <= ``max_new_tokens``: decoding stops
     once every row has produced EOS, and a row holds ``pad_token_id`` after its EOS.
+    ``return_logprobs``: also (B, T) each drawn token's log-probability under the model's own
+    distribution (the raw logits, before temperature, top-p or penalty), as a separate forward
+    pass over the sequence would give them up to float rounding (the KV cache sums in another
+    order); pad positions after EOS hold the pad token's.
 
     What ``model.generate`` does for sampling and greedy search, in a loop of its own: for a
     small model most of ``generate``'s time is per-step bookkeeping and multinomial draws, not
@@ -80,12 +85,15 @@ def decode(
     )  # fmt: skip
     sequences, position = input_ids, positions[:, -1:]  # (B, P), (B, 1)
     finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-    new_tokens = []
+    new_tokens, logprobs = [], []
     for _ in range(max_new_tokens):
-        scores = processors(sequences, output.logits[:, -1].float())  # (B, V)
+        logits = output.logits[:, -1].float()  # (B, V)
+        scores = processors(sequences, logits)
         token = sample_from_logits(scores) if do_sample else scores.argmax(dim=-1)
         token = torch.where(finished, pad_token_id, token)
         new_tokens.append(token)
+        if return_logprobs:
+            logprobs.append(logits.log_softmax(dim=-1).gather(-1, token[:, None]).squeeze(-1))
         finished = finished | (token == eos_token_id)
         if bool(finished.all()):  # one host sync per token, as in generate
             break
@@ -96,7 +104,8 @@ def decode(
             input_ids=token[:, None], attention_mask=mask, position_ids=position,
             cache=output.cache, use_cache=True,
         )  # fmt: skip
-    return torch.stack(new_tokens, dim=1)
+    tokens = torch.stack(new_tokens, dim=1)
+    return (tokens, torch.stack(logprobs, dim=1)) if return_logprobs else tokens
 
 
 @torch.no_grad()

@@ -80,6 +80,11 @@ class PPOLagrangianModule(pl.LightningModule):
         max_grad_norm: gradient-norm clip of each trained model separately (upstream 1.0).
         lr, critic_lr: peak learning rates of the actor and of the critics.
         weight_decay, adam_betas, lr_scheduler, lr_warmup_ratio: AdamW and its schedule.
+        skip_nonfinite: skip (and count) rollouts and minibatches with NaN/inf instead of
+            stopping with :class:`NonFiniteError`.
+        logprobs_from_generation: take the actor's old log-probabilities from the decoding pass
+            (raw logits, KV cache) instead of a forward pass of their own: one actor pass less
+            per rollout, equal up to float rounding (TRL's shortcut; upstream does the pass).
         decode: token ids → text, for the sample table and the observers.
         observer: called with (prompts, responses) of each rollout; returns extra metrics to log
             (the runner passes the benchmark's oracle here; training never sees it).
@@ -124,6 +129,7 @@ class PPOLagrangianModule(pl.LightningModule):
         sample_sink: Callable[[int, list[dict]], None] | None = None,
         log_samples_every: int = 20,
         skip_nonfinite: bool = False,
+        logprobs_from_generation: bool = False,
     ) -> None:
         super().__init__()
         self.shared_critic = reward_critic.score_dim == 2 and cost_critic is None
@@ -154,6 +160,7 @@ class PPOLagrangianModule(pl.LightningModule):
         self.history: list[dict[str, float]] = []
         self.ppo_step = 0  # PPO steps done (saved in checkpoints)
         self.guard = FiniteGuard(skip_nonfinite)
+        self.timings: dict[str, float] = {}
 
     # -- the models that learn, and those that never do --------------------------------------
 
@@ -197,7 +204,9 @@ class PPOLagrangianModule(pl.LightningModule):
         # 3. KL shaping and GAE for each stream, then the actor's advantage.
         targets = self.advantages(rollout)
         # 4. K PPO epochs over minibatches: actor, critics (and PTX) in one update each.
+        update_started = time.perf_counter()
         update_stats = self.ppo_epochs(rollout, targets, ptx_batch)
+        self.timings["update_seconds"] = time.perf_counter() - update_started
         # 5. Logging.
         elapsed = time.perf_counter() - started
         stats = self.step_stats(rollout, targets, update_stats, schedule_stats, elapsed)
@@ -225,10 +234,14 @@ class PPOLagrangianModule(pl.LightningModule):
         was_training = self.training
         self.eval()
         try:
-            ids, mask, response_mask = sample(
+            started = time.perf_counter()
+            from_generation = self.hparams.logprobs_from_generation
+            ids, mask, response_mask, *logprobs = sample(
                 self.actor, prompts, self.sampling,
                 eos_token_id=self.eos_token_id, pad_token_id=self.pad_token_id,
+                return_logprobs=from_generation,
             )  # fmt: skip
+            self.timings["generation_seconds"] = time.perf_counter() - started
             prompt_length = ids.shape[1] - response_mask.shape[1]
             reward = end_score(self.reward_model, ids, mask, self.reward_retokenizer)
             cost = (
@@ -236,17 +249,25 @@ class PPOLagrangianModule(pl.LightningModule):
                 if self.cost_model is not None
                 else torch.zeros_like(reward)
             )
-            return Rollout(
+            rollout = Rollout(
                 input_ids=ids,
                 attention_mask=mask,
                 response_mask=response_mask,
-                logprobs=response_logprobs(self.actor, ids, mask, prompt_length),
+                logprobs=(
+                    logprobs[0]
+                    if from_generation
+                    else response_logprobs(self.actor, ids, mask, prompt_length)
+                ),
                 ref_logprobs=response_logprobs(self.reference, ids, mask, prompt_length),
                 reward=reward,
                 cost=cost,
                 **dict(zip(("reward_values", "cost_values"),
                            self.values(ids, mask, prompt_length), strict=True)),
             )  # fmt: skip
+            self.timings["scoring_seconds"] = time.perf_counter() - started - (
+                self.timings["generation_seconds"]
+            )
+            return rollout
         finally:
             self.train(was_training)
 
@@ -399,6 +420,7 @@ class PPOLagrangianModule(pl.LightningModule):
             ).item(),
             "tokens_per_second": mask.sum().item() / max(elapsed, 1e-9),
             "seconds_per_step": elapsed,
+            **self.timings,  # wall clock of each phase (on a GPU, without a sync: approximate)
             "lr": self.lr_schedulers().get_last_lr()[0],
             **{k: v for k, v in schedule_stats.items() if k != "lambda"},
             **update_stats,
