@@ -334,7 +334,8 @@ def test_rollout_can_take_old_logprobs_from_sampling(small_tokenizer):
                          logprobs_from_generation=True)  # fmt: skip
     encoded = small_tokenizer(["hello there", "a"], padding=True, padding_side="left",
                               return_tensors="pt")  # fmt: skip
-    rollout = module.make_rollout(PromptBatch(encoded["input_ids"], encoded["attention_mask"].bool()))
+    prompts = PromptBatch(encoded["input_ids"], encoded["attention_mask"].bool())
+    rollout = module.make_rollout(prompts)
     with torch.no_grad():
         forward = response_logprobs(module.actor, rollout.input_ids, rollout.attention_mask,
                                     rollout.prompt_length)  # fmt: skip

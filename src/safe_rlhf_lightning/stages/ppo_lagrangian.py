@@ -264,8 +264,8 @@ class PPOLagrangianModule(pl.LightningModule):
                 **dict(zip(("reward_values", "cost_values"),
                            self.values(ids, mask, prompt_length), strict=True)),
             )  # fmt: skip
-            self.timings["scoring_seconds"] = time.perf_counter() - started - (
-                self.timings["generation_seconds"]
+            self.timings["scoring_seconds"] = (
+                time.perf_counter() - started - (self.timings["generation_seconds"])
             )
             return rollout
         finally:
