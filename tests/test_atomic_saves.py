@@ -59,6 +59,9 @@ def test_checkpoint_killed_mid_save_leaves_the_previous_one_loadable(tmp_path):
     checkpoint = AtomicCheckpointIO().load_checkpoint(path)
     assert checkpoint["w"].shape == (4_000_000,)
     assert bool((checkpoint["w"] == checkpoint["step"]).all())
+    (tmp_path / ".last.ckpt.abc123.tmp").write_bytes(b"half a checkpoint")  # as a kill leaves
+    AtomicCheckpointIO().save_checkpoint({"step": -1}, path)  # the next save cleans up
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
 
 
 def test_checkpoints_are_never_unpickled(tmp_path):

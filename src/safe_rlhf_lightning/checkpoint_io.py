@@ -29,6 +29,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             )
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Temporary files of saves that were killed (one writer per run folder: none is live).
+        for leftover in path.parent.glob(f".{path.name}.*.tmp"):
+            leftover.unlink(missing_ok=True)
         with atomic_file(path, "wb") as file:
             torch.save(checkpoint, file)
 
