@@ -80,7 +80,8 @@ def _kill_at_random(
 ) -> int:
     """Start the run, SIGKILL it at a random moment up to ``delay`` s after
     ``progress(run_dir)`` reached ``target`` (by default a random PPO step); return it."""
-    target = rng.randrange(1, PPO_STEPS - 1) if target is None else target
+    # From step 2 on: rows of step k-1 mean the checkpoint after step k-2 is already written.
+    target = rng.randrange(2, PPO_STEPS - 1) if target is None else target
     process = subprocess.Popen(
         _command(overrides, run_dir), env=_environment(),
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
