@@ -8,12 +8,10 @@ shaping R − ν·C) and ``none`` (plain PPO on R) train one critic on one shape
 from __future__ import annotations
 
 import math
-import random
 import time
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
@@ -45,6 +43,7 @@ from ..rollout import (
 from ..types import PromptBatch, SupervisedBatch
 from .guards import FiniteGuard, NonFiniteError, nonfinite_names
 from .optim import adamw_with_warmup, decay_parameter_groups
+from .rng_state import capture_rng_states, restore_rng_states
 
 FROZEN = ("reference", "reward_model", "cost_model")
 DEFAULT_SAMPLING = SamplingOptions()
@@ -235,13 +234,12 @@ class PPOLagrangianModule(pl.LightningModule):
         self.eval()
         try:
             started = time.perf_counter()
-            from_generation = self.hparams.logprobs_from_generation
-            ids, mask, response_mask, *logprobs = sample(
+            ids, mask, response_mask, *sampled_logprobs = sample(
                 self.actor, prompts, self.sampling,
                 eos_token_id=self.eos_token_id, pad_token_id=self.pad_token_id,
-                return_logprobs=from_generation,
+                return_logprobs=self.hparams.logprobs_from_generation,
             )  # fmt: skip
-            self.timings["generation_seconds"] = time.perf_counter() - started
+            sampled = time.perf_counter()
             prompt_length = ids.shape[1] - response_mask.shape[1]
             reward = end_score(self.reward_model, ids, mask, self.reward_retokenizer)
             cost = (
@@ -249,24 +247,16 @@ class PPOLagrangianModule(pl.LightningModule):
                 if self.cost_model is not None
                 else torch.zeros_like(reward)
             )
+            logprobs = sampled_logprobs or [response_logprobs(self.actor, ids, mask, prompt_length)]
+            reward_values, cost_values = self.values(ids, mask, prompt_length)
             rollout = Rollout(
-                input_ids=ids,
-                attention_mask=mask,
-                response_mask=response_mask,
-                logprobs=(
-                    logprobs[0]
-                    if from_generation
-                    else response_logprobs(self.actor, ids, mask, prompt_length)
-                ),
+                input_ids=ids, attention_mask=mask, response_mask=response_mask,
+                logprobs=logprobs[0],
                 ref_logprobs=response_logprobs(self.reference, ids, mask, prompt_length),
-                reward=reward,
-                cost=cost,
-                **dict(zip(("reward_values", "cost_values"),
-                           self.values(ids, mask, prompt_length), strict=True)),
+                reward=reward, cost=cost, reward_values=reward_values, cost_values=cost_values,
             )  # fmt: skip
-            self.timings["scoring_seconds"] = (
-                time.perf_counter() - started - (self.timings["generation_seconds"])
-            )
+            self.timings["generation_seconds"] = sampled - started
+            self.timings["scoring_seconds"] = time.perf_counter() - sampled
             return rollout
         finally:
             self.train(was_training)
@@ -479,12 +469,7 @@ class PPOLagrangianModule(pl.LightningModule):
         checkpoint["ppo_history"] = list(self.history)
         checkpoint["ppo_step"] = self.ppo_step
         checkpoint["skipped_batches"] = self.guard.skipped
-        checkpoint["rng_states"] = {
-            "torch": torch.get_rng_state(),
-            "python": random.getstate(),
-            "numpy": _numpy_state_to_plain(np.random.get_state()),
-            **({"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() else {}),
-        }
+        checkpoint["rng_states"] = capture_rng_states()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         saved = checkpoint.get("lambda_schedule_type")
@@ -498,24 +483,8 @@ class PPOLagrangianModule(pl.LightningModule):
         self.history = list(checkpoint.get("ppo_history", []))
         self.ppo_step = checkpoint.get("ppo_step", 0)
         self.guard.skipped = checkpoint.get("skipped_batches", 0)
-        rng = checkpoint.get("rng_states")
-        if rng:
-            torch.set_rng_state(rng["torch"])
-            random.setstate(rng["python"])
-            np.random.set_state(_numpy_state_from_plain(rng["numpy"]))
-            if "cuda" in rng and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(rng["cuda"])
-
-
-def _numpy_state_to_plain(state: tuple) -> tuple:
-    """NumPy's legacy RNG state with its key array as a list: loadable with weights_only=True."""
-    name, keys, position, has_gauss, cached_gaussian = state
-    return name, keys.tolist(), position, has_gauss, cached_gaussian
-
-
-def _numpy_state_from_plain(state: tuple) -> tuple:
-    name, keys, position, has_gauss, cached_gaussian = state
-    return name, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached_gaussian
+        if rng := checkpoint.get("rng_states"):
+            restore_rng_states(rng)
 
 
 def updates_per_rollout(rollouts: int, update_epochs: int, minibatch_size: int) -> int:
