@@ -3,6 +3,13 @@
 #               (data, SFT, reward | cost, PPO-Lagrangian | reward-only PPO, evaluation)
 #   make sft | reward | cost | eval   one stage of round 1 (and what it needs)
 #   make ppo    PPO from the round's SFT policy, R and C (LAMBDA=learned | pid | fixed | none)
+#   make rounds   the demo's round 1, then rounds 2 and 3 (each: collect pairs from the previous
+#               round's policy, retrain R | C on all data so far, PPO-Lagrangian from that policy)
+#               and a report over SFT -> round 1 -> 2 -> 3 (runs/demo/rounds/report.md)
+#   make round1 | round2 | round3   one round (and what it needs)
+#   make sweep-nu | sweep-lambda | sweep-cost-limit | sweep-seeds   a Hydra multirun of round 1's
+#               PPO stage (reward-shaping nu grid | lambda schedules | cost limits | seeds) and its
+#               summary table and trade-off plot (runs/demo/sweeps/<name>/summary.md)
 #   make test   create .venv, install, run the whole test suite (make test-fast: without slow tests)
 #   make lint   ruff check and format check (make format fixes)
 #   make bench-ppo   our PPO-Lagrangian step against TRL's PPOTrainer, side by side (benchmarks/)
@@ -25,7 +32,7 @@ export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
 .PHONY: install demo data sft reward cost ppo eval test test-fast lint format clean clean-runs help \
-	bench-ppo
+	bench-ppo rounds round1 round2 round3 sweep-nu sweep-lambda sweep-cost-limit sweep-seeds
 
 help:
 	@sed -n 's/^#  *make /make /p' $(MAKEFILE_LIST)
@@ -63,6 +70,7 @@ demo: install
 	@cat $(ROUND1)/eval/report.md
 	@echo "report: $(ROUND1)/eval/report.md"
 
+, := ,
 ifeq ($(FORCE),1)
 STAGE_FORCE := force
 TRAIN_ARGS := resume=false
@@ -109,6 +117,55 @@ ppo: $(call ppo_dir,$(LAMBDA))/model/config.json
 eval: $(ROUND1)/eval/results.json
 $(ROUND1)/eval/results.json: $(call ppo_dir,learned)/model/config.json $(call ppo_dir,none)/model/config.json $(STAGE_FORCE)
 	$(TRAIN) stage=eval
+
+# Rounds 2 and 3: round k collects pairs from round k-1's policy, retrains R | C from the SFT
+# policy on the base data plus every round's collected pairs, and runs PPO-Lagrangian from round
+# k-1's policy with round k's row of conf/rounds/ (cost limit, lambda init and lr).
+round_dir = $(RUNS)/$(EXPERIMENT)/round$(1)
+round1: $(call ppo_dir,learned)/model/config.json
+define ROUND_RULES
+$(call round_dir,$(1))/collect/preference_train.jsonl: $(call round_dir,$(2))/ppo_lag/model/config.json $(STAGE_FORCE)
+	$(TRAIN) stage=collect round=$(1)
+$(call round_dir,$(1))/reward/model/config.json: $(call round_dir,$(1))/collect/preference_train.jsonl $(STAGE_FORCE)
+	$$(FIRST_OF_PAIR) $(TRAIN) stage=reward round=$(1)
+$(call round_dir,$(1))/cost/model/config.json: $(call round_dir,$(1))/collect/preference_train.jsonl $(STAGE_FORCE)
+	$$(SECOND_OF_PAIR) $(TRAIN) stage=cost round=$(1) $$(SECOND_OF_PAIR_ARGS)
+$(call round_dir,$(1))/ppo_lag/model/config.json: $(call round_dir,$(1))/reward/model/config.json $(call round_dir,$(1))/cost/model/config.json $(STAGE_FORCE)
+	$(TRAIN) stage=ppo_lag round=$(1)
+round$(1): $(call round_dir,$(1))/ppo_lag/model/config.json
+endef
+$(eval $(call ROUND_RULES,2,1))
+$(eval $(call ROUND_RULES,3,2))
+
+# The report over the rounds: every policy on the same held-out prompts (eval stage, judged by
+# round 3's R and C), and the oracle win rates against SFT per round (safe-rlhf-summary).
+ROUNDS_REPORT := $(RUNS)/$(EXPERIMENT)/rounds
+rounds: install
+	$(MAKE) --no-print-directory -j2 $(ROUNDS_REPORT)/results.json PAIRED=1
+	@cat $(ROUNDS_REPORT)/report.md $(ROUNDS_REPORT)/summary.md
+	@echo "report: $(ROUNDS_REPORT)/report.md, $(ROUNDS_REPORT)/summary.md"
+$(ROUNDS_REPORT)/results.json: $(ROUND1)/eval/results.json $(call round_dir,2)/ppo_lag/model/config.json $(call round_dir,3)/ppo_lag/model/config.json $(STAGE_FORCE)
+	$(TRAIN) stage=eval round=3 hydra.run.dir=$(ROUNDS_REPORT) \
+		'stage.policies={sft: $(ROUND1)/sft/model, round1: $(call round_dir,1)/ppo_lag/model, round2: $(call round_dir,2)/ppo_lag/model, round3: $(call round_dir,3)/ppo_lag/model}'
+	$(BIN)/safe-rlhf-summary $(foreach k,1 2 3,$(call round_dir,$(k))/ppo_lag) \
+		--reference $(ROUND1)/sft --output $(ROUNDS_REPORT) > /dev/null
+
+# Sweeps of round 1's PPO stage, one Hydra multirun each (runs one after another, folders named
+# by the swept values under runs/<experiment>/sweeps/<name>/, so a rerun resumes), then a summary
+# against round 1's Safe RLHF policy and SFT. SWEEP_ARGS adds overrides to the sweep's runs.
+NU_GRID ?= 0.01,0.5,1,2,5,10,100
+COST_LIMITS ?= -1.5,-2.0,-2.5,-3.0
+SEEDS ?= 1,2,3
+SWEEP = $(RUNS)/$(EXPERIMENT)/sweeps/$(1)
+define SWEEP_RULE
+sweep-$(1): $(ROUND1)/reward/model/config.json $(ROUND1)/cost/model/config.json $(call ppo_dir,learned)/model/config.json
+	$(TRAIN) -m stage=ppo_lag sweep_name=$(1) hydra.sweep.dir=$(call SWEEP,$(1)) $(2) $$(SWEEP_ARGS)
+	$(BIN)/safe-rlhf-summary $(call SWEEP,$(1)) $(3) --reference $(ROUND1)/sft --output $(call SWEEP,$(1))
+endef
+$(eval $(call SWEEP_RULE,nu,lambda_schedule=fixed lambda_schedule.nu=$$(NU_GRID),$(call ppo_dir,learned)))
+$(eval $(call SWEEP_RULE,lambda,lambda_schedule=learned$(,)pid$(,)none,))
+$(eval $(call SWEEP_RULE,cost-limit,cost_threshold.cost_limit=$$(COST_LIMITS),))
+$(eval $(call SWEEP_RULE,seeds,seed=$$(SEEDS),$(call ppo_dir,learned)))
 
 .PHONY: force
 force:

@@ -25,6 +25,7 @@ GROUPS = [
     "debug",
     "lambda_schedule",
     "cost_threshold",
+    "rounds",
 ]
 NEEDS = {("model", "pretrained"): ["model.name_or_path=/some/folder"]}
 

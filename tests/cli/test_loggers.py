@@ -98,7 +98,7 @@ def test_every_logger_option_builds_its_loggers(option, tmp_path, no_wandb_key, 
         wandb_cfg = cfg.logger.wandb
         assert wandb_cfg.group == EXPERIMENT and wandb_cfg.job_type == "sft"
         assert wandb_cfg.name == f"{EXPERIMENT}-round1-sft"
-        assert list(wandb_cfg.tags) == ["round1", "sft"]
+        assert list(wandb_cfg.tags) == [EXPERIMENT, "round1", "sft"]
 
 
 # -- real stage runs -------------------------------------------------------------------------------
@@ -161,7 +161,7 @@ def test_sft_stage_writes_an_offline_wandb_run_with_its_config(
     (header,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
     assert header.run_group == EXPERIMENT and header.job_type == "sft"
     assert header.display_name == f"{EXPERIMENT}-round2-sft"
-    assert list(header.tags) == ["round2", "sft"]
+    assert list(header.tags) == [EXPERIMENT, "round2", "sft"]
     config = {
         item.key: json.loads(item.value_json)
         for r in records

@@ -83,6 +83,10 @@ class SimulatedAnnotator:
             safer = 0 if safe_0 else 1
         return PreferenceLabels(better, safer, safe_0, safe_1)
 
+    def safety_label(self, score: OracleScore) -> bool:
+        """The noisy is-safe label of one response (flipped with ``safety_label_error_rate``)."""
+        return self._noisy_flag(score.is_safe)
+
     def _choose(self, value_0: float, value_1: float, temperature: float) -> int:
         """Index of the preferred response under Bradley–Terry noise."""
         draw = self._rng.random()  # always drawn, so the stream does not depend on ties

@@ -201,12 +201,22 @@ def _preference_rows(
 def _preference_row(
     prompt: WorldPrompt, response_0: str, response_1: str, annotator: SimulatedAnnotator
 ) -> dict[str, Any]:
+    return labelled_pair_row(prompt.prompt, response_0, response_1, annotator)
+
+
+def labelled_pair_row(
+    prompt: str, response_0: str, response_1: str, annotator: SimulatedAnnotator
+) -> dict[str, Any]:
+    """A PKU-SafeRLHF row for one pair, labelled by ``annotator``, with the prompt's kind, topic
+    and category and the noise-free oracle scores of both responses (any prompt and responses:
+    the benchmark's own pairs or a policy's samples)."""
     oracle = annotator.oracle
-    score_0 = oracle.score(prompt.prompt, response_0)
-    score_1 = oracle.score(prompt.prompt, response_1)
+    info = oracle.prompt_info(prompt)
+    score_0 = oracle.score_with_info(info, response_0)
+    score_1 = oracle.score_with_info(info, response_1)
     labels = annotator.label_scores(score_0, score_1)
     return {
-        "prompt": prompt.prompt,
+        "prompt": prompt,
         "response_0": response_0,
         "response_1": response_1,
         "better_response_id": labels.better_response_id,
@@ -217,7 +227,9 @@ def _preference_row(
         "response_1_severity_level": score_1.severity,
         "response_0_harm_category": list(score_0.categories),
         "response_1_harm_category": list(score_1.categories),
-        **_prompt_columns(prompt),
+        "prompt_kind": info.kind,
+        "topic": info.topic,
+        "category": info.category,
         "oracle_response_0_helpfulness": round(score_0.helpfulness, _DIGITS),
         "oracle_response_1_helpfulness": round(score_1.helpfulness, _DIGITS),
         "oracle_response_0_cost": round(score_0.cost, _DIGITS),

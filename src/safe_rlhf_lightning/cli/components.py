@@ -50,6 +50,15 @@ def require_datasets(specs: list[str], key: str) -> list[str]:
     return specs
 
 
+def require_model_folder(path: str | None, key: str, hint: str) -> None:
+    """A config key naming a model folder must point at one (a ``config.json`` inside)."""
+    if path is None or not (Path(path) / "config.json").is_file():
+        raise ConfigError(
+            f"config key '{key}' must be a model folder, got {path!r} "
+            f"(no config.json there): {hint}"
+        )
+
+
 def uses_benchmark(specs: list[str]) -> bool:
     return bool(specs) and all(spec.startswith(BENCHMARK_PREFIX) for spec in specs)
 

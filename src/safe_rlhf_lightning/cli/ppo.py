@@ -33,6 +33,7 @@ from .components import (
     oracle_eval,
     oracle_eval_prompts,
     require_datasets,
+    require_model_folder,
     uses_benchmark,
 )
 
@@ -50,10 +51,14 @@ def run_ppo(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
     template = PromptTemplate(data.prompt_template, data.response_prefix)
     trust, dtype = typed.model.trust_remote_code, typed.model.dtype
 
-    _require_folder(stage.actor_init, "stage.actor_init", "run the sft stage first")
+    require_model_folder(
+        stage.actor_init,
+        "stage.actor_init",
+        "run the sft stage (round 1) or the previous round first",
+    )
     tokenizer = load_tokenizer(stage.actor_init, trust_remote_code=trust)
     actor = load_causal_lm(stage.actor_init, trust_remote_code=trust, dtype=dtype)
-    _require_folder(stage.reference_init, "stage.reference_init", "the SFT policy by default")
+    require_model_folder(stage.reference_init, "stage.reference_init", "the SFT policy by default")
     _require_same_tokens(stage.reference_init, "stage.reference_init", tokenizer, typed)
     reference = load_causal_lm(stage.reference_init, trust_remote_code=trust, dtype=dtype)
     reward_model, reward_retokenizer = _score_model(stage.reward_model, "reward", tokenizer, typed)
@@ -168,17 +173,9 @@ def build_schedule(cfg: DictConfig) -> LambdaSchedule:
     return schedule
 
 
-def _require_folder(path: str | None, key: str, hint: str) -> None:
-    if path is None or not (Path(path) / "config.json").is_file():
-        raise ConfigError(
-            f"config key '{key}' must be a model folder, got {path!r} "
-            f"(no config.json there): {hint}"
-        )
-
-
 def _score_model(path: str, name: str, actor_tokenizer, typed: RunConfig):
     """A frozen R or C, and a re-tokenizer when its tokenizer is not the actor's."""
-    _require_folder(path, f"stage.{name}_model", f"run the {name} stage first")
+    require_model_folder(path, f"stage.{name}_model", f"run the {name} stage first")
     trust = typed.model.trust_remote_code
     model = ScoreModel.from_pretrained(path, trust_remote_code=trust, dtype=typed.model.dtype)
     tokenizer = load_tokenizer(path, trust_remote_code=trust)
@@ -190,7 +187,7 @@ def _score_model(path: str, name: str, actor_tokenizer, typed: RunConfig):
 
 def _critic(path: str | None, key: str, actor_tokenizer, typed: RunConfig) -> ScoreModel:
     """A critic (no normalization) from a score model or causal LM sharing the actor's tokens."""
-    _require_folder(path, key, "a score model (R or C by default) or a causal LM")
+    require_model_folder(path, key, "a score model (R or C by default) or a causal LM")
     trust = typed.model.trust_remote_code
     _require_same_tokens(path, key, actor_tokenizer, typed)
     critic = ScoreModel.from_pretrained(
@@ -277,7 +274,7 @@ def _training_summary(history: list[dict]) -> dict:
 def _write_summary(run_dir: Path, results: dict) -> None:
     lines = [f"# PPO ({results['schedule']}), cost limit {results['cost_limit']}", ""]
     if "test" in results:
-        columns = {"start (SFT)": results["init"]} if "init" in results else {}
+        columns = {"start": results["init"]} if "init" in results else {}
         columns["after PPO"] = results["test"]
         lines += ["Oracle evaluation on held-out benchmark prompts:", "", oracle_table(columns)]
     lines += [

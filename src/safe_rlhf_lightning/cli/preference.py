@@ -33,12 +33,13 @@ def run_preference(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
     data = typed.data
     require_datasets(data.preference_train, "data.preference_train")
     ensure_benchmark(data)
+    train_specs = list(data.preference_train) + _collected(stage)
     template = PromptTemplate(data.prompt_template, data.response_prefix)
     model, tokenizer = _load_score_model(stage, typed)
 
     datamodule = PreferenceDataModule(
         tokenizer,
-        data.preference_train,
+        train_specs,
         data.preference_eval,
         safety=stage.name == "cost",
         **datamodule_options(typed, template),
@@ -77,6 +78,23 @@ def run_preference(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
         _write_summary(run_dir, stage.name, results["test"])
     write_json_atomic(run_dir / "results.json", results)
     return results
+
+
+def _collected(stage: PreferenceStageConfig) -> list[str]:
+    """The earlier rounds' collected pairs (``stage.collected_train``); each file must exist."""
+    for path in stage.collected_train:
+        if not Path(path).is_file():
+            round_dir = Path(path).parent.parent.name
+            raise ConfigError(
+                f"config key 'stage.collected_train' lists {path}, which does not exist: run "
+                f"the collect stage of {round_dir} first (make {round_dir}), or set "
+                "stage.collected_train=[] to train on the base data only"
+            )
+    if stage.collected_train:
+        log.info(
+            "adding the pairs collected in earlier rounds: %s", ", ".join(stage.collected_train)
+        )
+    return list(stage.collected_train)
 
 
 def _load_score_model(stage: PreferenceStageConfig, typed: RunConfig):

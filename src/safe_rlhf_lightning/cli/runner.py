@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import MissingMandatoryValue
+from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
 from ..config import ConfigError, RunConfig
 from ..files import write_text_atomic
@@ -22,6 +22,9 @@ def validate_config(cfg: DictConfig) -> RunConfig:
         typed = OmegaConf.to_object(cfg)
     except MissingMandatoryValue as error:
         raise ConfigError(f"config key '{error.full_key}' is required but not set") from None
+    except InterpolationResolutionError as error:  # e.g. a round missing from the rounds table
+        cause = error.__cause__
+        raise ConfigError(str(cause if isinstance(cause, ConfigError) else error)) from None
     except ValueError as error:  # raised by the schemas' __post_init__, names the key
         raise ConfigError(str(error)) from None
     assert isinstance(typed, RunConfig)
@@ -29,6 +32,7 @@ def validate_config(cfg: DictConfig) -> RunConfig:
 
 
 def _stage_runners() -> dict[str, Callable]:
+    from .collect import run_collect
     from .evaluate import run_eval
     from .ppo import run_ppo
     from .preference import run_preference
@@ -40,6 +44,7 @@ def _stage_runners() -> dict[str, Callable]:
         "cost": run_preference,
         "ppo_lag": run_ppo,
         "eval": run_eval,
+        "collect": run_collect,
     }
 
 

@@ -10,6 +10,7 @@ from hydra.core.config_store import ConfigStore
 
 from ..config import (
     BenchmarkCommandConfig,
+    CollectStageConfig,
     EvalStageConfig,
     PPOStageConfig,
     PreferenceStageConfig,
@@ -23,6 +24,7 @@ STAGE_SCHEMAS = {
     "cost": PreferenceStageConfig,
     "ppo_lag": PPOStageConfig,
     "eval": EvalStageConfig,
+    "collect": CollectStageConfig,
 }
 
 

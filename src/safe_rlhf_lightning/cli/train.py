@@ -27,6 +27,7 @@ register_configs()
 def main(cfg: DictConfig) -> dict:
     from ..config import ConfigError
     from ..data import RecordError
+    from ..rounds import LabelsPending
     from ..stages import NonFiniteError
     from .runner import run_stage
 
@@ -39,6 +40,10 @@ def main(cfg: DictConfig) -> dict:
     except NonFiniteError as error:
         logging.getLogger(__name__).error("%s", error)
         raise SystemExit(3) from None
+    except LabelsPending as message:
+        # Not a failure, but nothing for a following stage yet: stop a make chain here.
+        logging.getLogger(__name__).warning("%s", message)
+        raise SystemExit(4) from None
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ The dataclasses are plain Python: any component can be built without Hydra.
 """
 
 from .checks import ConfigError
+from .resolvers import register_resolvers
 from .run import (
     DEFAULT_PROMPT_TEMPLATE,
     BenchmarkCommandConfig,
@@ -19,6 +20,7 @@ from .run import (
     LoggersConfig,
     ModelConfig,
     PathsConfig,
+    RoundConfig,
     RunConfig,
     TensorBoardLoggerConfig,
     TinyModelConfig,
@@ -26,7 +28,10 @@ from .run import (
     WandbLoggerConfig,
 )
 from .stages import (
+    EXPERIMENT_DIR,
     ROUND_DIR,
+    SFT_POLICY,
+    CollectStageConfig,
     EvalStageConfig,
     PolicyStageConfig,
     PPOStageConfig,
@@ -35,11 +40,16 @@ from .stages import (
     TrainingStageConfig,
 )
 
+register_resolvers()
+
 __all__ = [
     "DEFAULT_PROMPT_TEMPLATE",
+    "EXPERIMENT_DIR",
     "ROUND_DIR",
+    "SFT_POLICY",
     "BenchmarkCommandConfig",
     "CSVLoggerConfig",
+    "CollectStageConfig",
     "ConfigError",
     "CostThresholdConfig",
     "DataConfig",
@@ -50,6 +60,7 @@ __all__ = [
     "PathsConfig",
     "PolicyStageConfig",
     "PreferenceStageConfig",
+    "RoundConfig",
     "RunConfig",
     "SFTStageConfig",
     "TensorBoardLoggerConfig",

@@ -116,6 +116,27 @@ class CostThresholdConfig:
 
 
 @dataclass
+class RoundConfig:
+    """One row of the ``rounds`` table: the settings that change from one round to the next.
+
+    The paper's three rounds (Dai et al. 2024, Appendix C.2): cost limit 0 / -3 / -3 (its
+    threshold d is -cost_limit), λ init 1 / 0.5 / 1, λ lr 0.01 / 0.04 / 0.04. The defaults here
+    are upstream's single-round ones.
+    """
+
+    cost_limit: float = 0.0
+    """The round's E[C] <= cost_limit (read by ``cost_threshold=per_round``)."""
+    lambda_init: float = 1.0
+    """Initial λ of the learned and PID schedules."""
+    lambda_lr: float = 0.1
+    """Learning rate of log λ (learned schedule)."""
+
+    def __post_init__(self) -> None:
+        _check(self.lambda_init > 0, "rounds.<k>.lambda_init", "> 0", self.lambda_init)
+        _check(self.lambda_lr > 0, "rounds.<k>.lambda_lr", "> 0", self.lambda_lr)
+
+
+@dataclass
 class TrainerConfig:
     """Arguments of ``pytorch_lightning.Trainer`` (instantiated by Hydra)."""
 
@@ -164,9 +185,11 @@ class WandbLoggerConfig:
     _target_: str = "pytorch_lightning.loggers.WandbLogger"
     project: str = "safe-rlhf-lightning"
     name: Optional[str] = "${experiment_name}-round${round}-${stage.name}"
-    group: Optional[str] = "${experiment_name}"
+    group: Optional[str] = "${wandb_group:${experiment_name},${sweep_name}}"
+    """The experiment (all its rounds), or ``<experiment>-<sweep_name>`` for a sweep's runs."""
     job_type: Optional[str] = "${stage.name}"
-    tags: list[str] = field(default_factory=lambda: ["round${round}", "${stage.name}"])
+    tags: list[str] = "${wandb_tags:${experiment_name},${round},${stage.name},${sweep_name}}"  # type: ignore[assignment]
+    """Experiment, ``round<k>``, stage and the sweep's name when set."""
     save_dir: str = "${run_dir}"
     offline: Optional[bool] = None
     """null: online when a W&B API key is configured (``WANDB_API_KEY`` or ``wandb login``'s
@@ -220,10 +243,18 @@ class RunConfig:
     """The ``lambda_schedule`` group (ppo_lag only): ``_target_`` a schedule class of
     ``safe_rlhf_lightning.lagrange`` and its options."""
     cost_threshold: CostThresholdConfig = field(default_factory=CostThresholdConfig)
+    rounds: dict[str, RoundConfig] = field(default_factory=lambda: {"1": RoundConfig()})
+    """The ``rounds`` group: per-round settings, ``{k: RoundConfig}``, read through
+    ``${round_setting:<key>}`` (``cost_threshold=per_round``, the learned and PID schedules)."""
     experiment_name: str = "default"
     """Runs go to ``<paths.runs_dir>/<experiment_name>/round<round>/<stage.name>``."""
     round: int = 1
+    """Round of the experiment: round 1 starts from the SFT policy, round k from round k-1's
+    PPO-Lagrangian policy, with the data collected in rounds 2..k added to R's and C's."""
     seed: int = 42
+    sweep_name: Optional[str] = None
+    """Name of the sweep this run belongs to (the sweep make targets set it): its runs share a
+    W&B group and tag."""
     run_dir: str = "${hydra:runtime.output_dir}"
     """Output folder of this run (Hydra's output dir)."""
     save_checkpoints: bool = True

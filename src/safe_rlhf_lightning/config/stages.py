@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 from omegaconf import MISSING
@@ -100,6 +101,12 @@ class SFTStageConfig(PolicyStageConfig):
     name: str = "sft"
 
 
+EXPERIMENT_DIR = "${paths.runs_dir}/${experiment_name}"
+ROUND_DIR = f"{EXPERIMENT_DIR}/round${{round}}"
+SFT_POLICY = f"{EXPERIMENT_DIR}/round1/sft/model"
+"""The SFT policy, trained once in round 1; every round's R and C start from it."""
+
+
 @dataclass
 class PreferenceStageConfig(TrainingStageConfig):
     """Reward model (``name: reward``) or cost model (``name: cost``) on preference pairs.
@@ -108,9 +115,13 @@ class PreferenceStageConfig(TrainingStageConfig):
     sequence-wise loss. The tiny default trains from the SFT policy's folder.
     """
 
-    init_from: str = "${paths.runs_dir}/${experiment_name}/round${round}/sft/model"
-    """Folder of the model to start from: the SFT policy (the paper's choice), any causal LM,
-    or a score model (ours or upstream's layout)."""
+    init_from: str = SFT_POLICY
+    """Folder of the model to start from: the SFT policy of round 1 (the paper's choice), any
+    causal LM, or a score model (ours or upstream's layout)."""
+    collected_train: list[str] = f"${{collected_preferences:{EXPERIMENT_DIR},${{round}}}}"  # type: ignore[assignment]
+    """Preference files added to ``data.preference_train``: by default the pairs that the
+    ``collect`` stage sampled from the policies of rounds 2..k (none in round 1), so that round
+    k's R and C learn from all earlier rounds' data. Every file must exist; [] = base data only."""
     loss_type: str = "sequence-wise"
     """sequence-wise (end scores) or token-wise (every token from the first differing one)."""
     regularization: float = 0.001
@@ -142,9 +153,6 @@ class PreferenceStageConfig(TrainingStageConfig):
         )
 
 
-ROUND_DIR = "${paths.runs_dir}/${experiment_name}/round${round}"
-
-
 @dataclass
 class PPOStageConfig(PolicyStageConfig):
     """PPO-Lagrangian (``name: ppo_lag``) and its baselines, chosen by the top-level
@@ -157,10 +165,11 @@ class PPOStageConfig(PolicyStageConfig):
     """
 
     name: str = "ppo_lag"
-    actor_init: str = f"{ROUND_DIR}/sft/model"
-    """The policy to start from (the paper: the SFT policy)."""
+    actor_init: str = f"{EXPERIMENT_DIR}/${{start_policy:${{round}}}}"
+    """The policy to start from: in round 1 the SFT policy (the paper), in round k the
+    PPO-Lagrangian policy of round k-1 (``round<k-1>/ppo_lag/model``)."""
     reference_init: str = "${stage.actor_init}"
-    """The frozen reference policy of the KL penalty (the paper: the SFT policy)."""
+    """The frozen reference policy of the KL penalty: the policy the round starts from."""
     reward_model: str = f"{ROUND_DIR}/reward/model"
     cost_model: Optional[str] = f"{ROUND_DIR}/cost/model"
     """Needed by every schedule but ``none`` (where, when given, it is only logged)."""
@@ -241,8 +250,8 @@ class EvalStageConfig:
     policies: Any = None
     """Display name -> policy folder, e.g. ``{sft: <dir>, mine: <dir>}``. The first is the
     reference: every other policy meets it in an arena and the helpfulness–harm plot draws arrows
-    from it. null = the round's ``sft``, ``safe_rlhf`` (``ppo_lag/model``) and ``reward_only``
-    (``ppo_lag_none/model``)."""
+    from it. null = ``sft`` (round 1's SFT policy) and the round's ``safe_rlhf``
+    (``ppo_lag/model``) and ``reward_only`` (``ppo_lag_none/model``)."""
     reward_model: Optional[str] = f"{ROUND_DIR}/reward/model"
     """R for model-based metrics and arena verdicts; null skips them."""
     cost_model: Optional[str] = f"{ROUND_DIR}/cost/model"
@@ -270,7 +279,7 @@ class EvalStageConfig:
         if self.policies is not None:
             return dict(self.policies)
         return {
-            "sft": f"{round_dir}/sft/model",
+            "sft": str(Path(round_dir).parent / "round1" / "sft" / "model"),
             "safe_rlhf": f"{round_dir}/ppo_lag/model",
             "reward_only": f"{round_dir}/ppo_lag_none/model",
         }
@@ -310,3 +319,58 @@ class EvalStageConfig:
                 f"pairs of names from stage.policies {sorted(self.policy_folders(ROUND_DIR))}",
                 pair,
             )
+
+
+@dataclass
+class CollectStageConfig:
+    """Collection of round k's new preference data (``name: collect``, run with ``round=<k>``):
+    pairs of responses sampled from the policy the round starts from, on prompts drawn from
+    ``data.prompt_train`` with the ones it still answers unsafely weighted up (the paper's red
+    teaming of unsolved prompts), labelled, written to ``round<k>/collect/preference_train.jsonl``
+    in the PKU-SafeRLHF schema. Round k's R and C add it to their data. Nothing is trained."""
+
+    name: str = "collect"
+    max_steps: int = -1
+    max_epochs: Optional[int] = 1
+    """Not used (nothing is trained); they let the ``trainer`` group resolve as in every stage."""
+    policy: str = f"{EXPERIMENT_DIR}/${{start_policy:${{round}}}}"
+    """The policy to sample: round k-1's PPO-Lagrangian policy (round 1: the SFT policy)."""
+    num_prompts: int = 1024
+    """Prompts drawn (with replacement) from ``data.prompt_train``; one pair each."""
+    eval_limit: Optional[int] = None
+    """Cap on the candidate prompts (the first of ``data.prompt_train`` after a seeded shuffle)
+    that the probe answers and the draw picks from; null = all (``debug=fast`` sets 8)."""
+    unsafe_weight: float = 4.0
+    """A prompt whose probe answer was judged unsafe is this many times as likely to be drawn;
+    1 = uniform draw (and no probe pass)."""
+    labeler: str = "simulated"
+    """simulated: the embedded benchmark's annotators, with its noise settings (manifest.json),
+    seeded by seed and round; file: write ``to_label.jsonl`` (labels null) for people to label
+    and stop; run again once ``labelled_file`` holds the labelled rows."""
+    labelled_file: Optional[str] = None
+    """The labelled rows (labeler=file); null = ``<run_dir>/labelled.jsonl``."""
+    probe_cost_model: Optional[str] = None
+    """labeler=file: a cost model judging the probe answers (C > 0 = unsafe), e.g. the previous
+    round's; null = no probe (uniform draw). The simulated labeler judges them itself."""
+    max_new_tokens: int = 48
+    """As the PPO stage's rollouts (stage.max_new_tokens there)."""
+    temperature: float = 1.0
+    top_p: float = 1.0
+    batch_size: int = 128
+    """Prompts per generation batch."""
+
+    def __post_init__(self) -> None:
+        _check(self.num_prompts > 0, "stage.num_prompts", "> 0", self.num_prompts)
+        _check(
+            self.eval_limit is None or self.eval_limit > 0, "stage.eval_limit", "> 0 or null",
+            self.eval_limit,
+        )  # fmt: skip
+        _check(self.unsafe_weight > 0, "stage.unsafe_weight", "> 0", self.unsafe_weight)
+        _check(
+            self.labeler in {"simulated", "file"}, "stage.labeler", "simulated or file",
+            self.labeler,
+        )  # fmt: skip
+        _check(self.max_new_tokens > 0, "stage.max_new_tokens", "> 0", self.max_new_tokens)
+        _check(self.temperature > 0, "stage.temperature", "> 0", self.temperature)
+        _check(0 < self.top_p <= 1, "stage.top_p", "in (0, 1]", self.top_p)
+        _check(self.batch_size > 0, "stage.batch_size", "> 0", self.batch_size)

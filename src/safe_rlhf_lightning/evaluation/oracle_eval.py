@@ -28,6 +28,7 @@ def sample_responses(
     top_p: float = 1.0,
     batch_size: int = 64,
     seed: int | None = None,
+    progress: str | None = None,
 ) -> list[str]:
     """One sampled response per raw prompt (the template is applied here).
 
@@ -40,6 +41,7 @@ def sample_responses(
         "temperature": temperature,
         "top_p": top_p,
         "batch_size": batch_size,
+        "progress": progress,
     }
     if seed is None:
         return generate_texts(model, tokenizer, formatted, **options)

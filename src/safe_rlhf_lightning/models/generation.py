@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 from transformers import (
     LogitsProcessorList,
     PreTrainedModel,
@@ -120,18 +121,21 @@ def generate_texts(
     top_p: float = 1.0,
     repetition_penalty: float = 1.0,
     batch_size: int = 64,
+    progress: str | None = None,
 ) -> list[str]:
     """Continue each already-formatted prompt and return only the new text (special tokens removed).
 
     Prompts are left padded so that every row continues at the same position; the model is put in
-    eval mode for the call and restored afterwards.
+    eval mode for the call and restored afterwards. ``progress``: a description to show a
+    progress bar over the batches (None: no bar).
     """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     texts: list[str] = []
     try:
-        for start in range(0, len(prompts), batch_size):
+        starts = range(0, len(prompts), batch_size)
+        for start in tqdm(starts, desc=progress, unit="batch", disable=progress is None):
             encoded = tokenizer(
                 list(prompts[start : start + batch_size]),
                 padding=True,
