@@ -22,8 +22,10 @@ RUNS ?= runs
 ROUND1 := $(RUNS)/$(EXPERIMENT)/round1
 PYTEST_ARGS ?=
 DATA ?= data/benchmark
-# Extra Hydra overrides for every stage, e.g. ARGS="seed=1 trainer=gpu".
+# Extra Hydra overrides for every stage, e.g. ARGS="seed=1 trainer=gpu"; COLLECT_ARGS for the
+# collect stages of rounds 2 and 3 only, e.g. COLLECT_ARGS="stage.num_prompts=2048".
 ARGS ?=
+COLLECT_ARGS ?=
 INSTALL_STAMP ?= $(BIN)/.installed
 
 # Offline by default: no hub look-ups, wandb writes locally. Override in the environment.
@@ -125,7 +127,7 @@ round_dir = $(RUNS)/$(EXPERIMENT)/round$(1)
 round1: $(call ppo_dir,learned)/model/config.json
 define ROUND_RULES
 $(call round_dir,$(1))/collect/preference_train.jsonl: $(call round_dir,$(2))/ppo_lag/model/config.json $(STAGE_FORCE)
-	$(TRAIN) stage=collect round=$(1)
+	$(TRAIN) stage=collect round=$(1) $$(COLLECT_ARGS)
 $(call round_dir,$(1))/reward/model/config.json: $(call round_dir,$(1))/collect/preference_train.jsonl $(STAGE_FORCE)
 	$$(FIRST_OF_PAIR) $(TRAIN) stage=reward round=$(1)
 $(call round_dir,$(1))/cost/model/config.json: $(call round_dir,$(1))/collect/preference_train.jsonl $(STAGE_FORCE)
@@ -151,7 +153,7 @@ $(ROUNDS_REPORT)/results.json: $(ROUND1)/eval/results.json $(call round_dir,2)/p
 		--reference $(ROUND1)/sft --output $(ROUNDS_REPORT) > /dev/null
 
 # Sweeps of round 1's PPO stage, one Hydra multirun each (runs one after another, folders named
-# by the swept values under runs/<experiment>/sweeps/<name>/, so a rerun resumes), then a summary
+# by the swept value under runs/<experiment>/sweeps/<name>/, so a rerun resumes), then a summary
 # against round 1's Safe RLHF policy and SFT. SWEEP_ARGS adds overrides to the sweep's runs.
 NU_GRID ?= 0.01,0.5,1,2,5,10,100
 COST_LIMITS ?= -1.5,-2.0,-2.5,-3.0
@@ -159,13 +161,15 @@ SEEDS ?= 1,2,3
 SWEEP = $(RUNS)/$(EXPERIMENT)/sweeps/$(1)
 define SWEEP_RULE
 sweep-$(1): $(ROUND1)/reward/model/config.json $(ROUND1)/cost/model/config.json $(call ppo_dir,learned)/model/config.json
-	$(TRAIN) -m stage=ppo_lag sweep_name=$(1) hydra.sweep.dir=$(call SWEEP,$(1)) $(2) $$(SWEEP_ARGS)
-	$(BIN)/safe-rlhf-summary $(call SWEEP,$(1)) $(3) --reference $(ROUND1)/sft --output $(call SWEEP,$(1))
+	$(TRAIN) -m stage=ppo_lag sweep_name=$(1) hydra.sweep.dir=$(call SWEEP,$(1)) \
+		'hydra.sweep.subdir=$(3)' $(2) $$(SWEEP_ARGS)
+	$(BIN)/safe-rlhf-summary $(call SWEEP,$(1)) $(4) --reference $(ROUND1)/sft --output $(call SWEEP,$(1))
 endef
-$(eval $(call SWEEP_RULE,nu,lambda_schedule=fixed lambda_schedule.nu=$$(NU_GRID),$(call ppo_dir,learned)))
-$(eval $(call SWEEP_RULE,lambda,lambda_schedule=learned$(,)pid$(,)none,))
-$(eval $(call SWEEP_RULE,cost-limit,cost_threshold.cost_limit=$$(COST_LIMITS),))
-$(eval $(call SWEEP_RULE,seeds,seed=$$(SEEDS),$(call ppo_dir,learned)))
+# Arguments: name, swept overrides, run folder name (by the swept value), runs added to the summary.
+$(eval $(call SWEEP_RULE,nu,lambda_schedule=fixed lambda_schedule.nu=$$(NU_GRID),nu=$$$${lambda_schedule.nu},$(call ppo_dir,learned)))
+$(eval $(call SWEEP_RULE,lambda,lambda_schedule=learned$(,)pid$(,)none,$$$${hydra.runtime.choices.lambda_schedule},))
+$(eval $(call SWEEP_RULE,cost-limit,cost_threshold.cost_limit=$$(COST_LIMITS),d=$$$${cost_threshold.cost_limit},))
+$(eval $(call SWEEP_RULE,seeds,seed=$$(SEEDS),seed=$$$${seed},$(call ppo_dir,learned)))
 
 .PHONY: force
 force:

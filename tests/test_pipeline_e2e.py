@@ -1,5 +1,7 @@
 """The README's main command end to end at reduced size: the Makefile's pipeline (data, SFT,
-reward ‖ cost, PPO-Lagrangian ‖ reward-only PPO, evaluation) run by make, then run again."""
+reward ‖ cost, PPO-Lagrangian ‖ reward-only PPO, evaluation) run by make, then run again; then
+round 2 (collect from round 1's policy, R ‖ C on all data so far, PPO-Lagrangian from round 1's
+policy)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import TINY_TEST_MODEL
 
@@ -20,13 +23,15 @@ REPO = Path(__file__).resolve().parents[1]
 REDUCED = [*TINY_TEST_MODEL, "debug=fast", "stage.eval_batch_size=32"]
 
 
-def make(*targets: str, tmp_path: Path, args: list[str]) -> subprocess.CompletedProcess:
+def make(
+    *targets: str, tmp_path: Path, args: list[str], variables: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess:
     command = [
         "make", "--no-print-directory", "-C", str(REPO), *targets, "PAIRED=1", "-j2",
         f"BIN={Path(sys.executable).parent}",
         "INSTALL_STAMP=",  # this interpreter's environment is installed already
         f"RUNS={tmp_path / 'runs'}", f"DATA={tmp_path / 'data'}", "EXPERIMENT=e2e",
-        "ARGS=" + " ".join(args),
+        "ARGS=" + " ".join(args), *variables,
     ]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
@@ -57,4 +62,21 @@ def test_make_pipeline_runs_every_stage_and_reports_three_policies(tmp_path):
 
     # Again: every output exists, so make runs nothing.
     again = make("eval", tmp_path=tmp_path, args=REDUCED)
+    assert "safe-rlhf-train" not in again.stdout
+
+    # Round 2 from round 1's files: a small collection, then R ‖ C and PPO-Lagrangian.
+    collect = ("COLLECT_ARGS=stage.num_prompts=12 stage.max_new_tokens=8",)
+    make("round2", tmp_path=tmp_path, args=REDUCED, variables=collect)
+    round2 = tmp_path / "runs" / "e2e" / "round2"
+    pairs = (round2 / "collect" / "preference_train.jsonl").read_text().splitlines()
+    collected = json.loads((round2 / "collect" / "results.json").read_text())
+    assert len(pairs) == collected["pairs"] == 12 - collected["identical_pairs_left_out"] > 0
+    reward_config = (round2 / "reward" / "config.yaml").read_text()
+    assert "round2/collect/preference_train.jsonl" in reward_config  # added to R's data
+    ppo_config = (round2 / "ppo_lag" / "config.yaml").read_text()
+    assert f"actor_init: {round_dir / 'ppo_lag' / 'model'}" in ppo_config
+    table = yaml.safe_load((REPO / "conf" / "rounds" / "benchmark.yaml").read_text())
+    assert f"cost_limit: {table['2']['cost_limit']}" in ppo_config  # round 2's row
+    assert (round2 / "ppo_lag" / "model" / "config.json").is_file()
+    again = make("round2", tmp_path=tmp_path, args=REDUCED, variables=collect)
     assert "safe-rlhf-train" not in again.stdout

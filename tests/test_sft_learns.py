@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import csv
-import subprocess
-import sys
 
 import pytest
 
@@ -39,21 +37,3 @@ def test_sft_on_the_embedded_default_learns_the_world(tmp_path, benchmark_dir):
     assert after["helpfulness_benign"] > before["helpfulness_benign"] + 3.0
     # Alpaca-like: it answers many harmful prompts harmfully (the paper's Alpaca-7B: 53%).
     assert 0.3 <= after["harmful_ratio_harmful"] <= 0.7
-
-
-@pytest.mark.slow
-def test_cli_multirun_runs_each_value(tmp_path):
-    command = [
-        sys.executable, "-m", "safe_rlhf_lightning.cli.train", "-m", "debug=fast",
-        "stage.lr=1e-3,2e-3", "stage.eval_limit=0", "logger=none",
-        "model.tiny.hidden_size=32", "model.tiny.num_layers=1", "model.tiny.num_heads=2",
-        f"paths.runs_dir={tmp_path / 'runs'}", f"paths.data_dir={tmp_path / 'data'}",
-        "experiment_name=sweep",
-    ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    sweep = next((tmp_path / "runs" / "sweep" / "multirun").iterdir())
-    for job in ("0", "1"):
-        assert (sweep / job / "model" / "model.safetensors").exists()
-    assert "stage.lr=0.002" in (sweep / "1" / ".hydra" / "overrides.yaml").read_text()
-    assert "lr: 0.002" in (sweep / "1" / "config.yaml").read_text()

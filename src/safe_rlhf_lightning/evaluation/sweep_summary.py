@@ -233,7 +233,8 @@ def paired_comparison(run: Run, baseline: Run) -> dict[str, dict[str, Any]]:
 
 
 def find_baseline(runs: Sequence[Run]) -> Run | None:
-    """The Safe RLHF run the others are compared with: the first one, when there are several."""
+    """The Safe RLHF run the others are compared with: the first one, when there are several
+    (callers list the reference last, so a Safe RLHF reference serves when no run is one)."""
     return next((run for run in runs if run.method == SAFE_RLHF), None)
 
 
@@ -271,7 +272,7 @@ def verdict_sentence(rows: Sequence[Mapping[str, Any]], baseline: str | None) ->
 def summary_rows(runs: Sequence[Run], reference: Run | None = None) -> list[dict[str, Any]]:
     """One row per run (the reference first): oracle metrics, win rates against the reference
     (only with one) and paired verdicts against Safe RLHF (only with a Safe RLHF run)."""
-    baseline = find_baseline(runs)
+    baseline = find_baseline([*runs, *([reference] if reference else [])])
     rows = []
     for run in ([reference] if reference else []) + list(runs):
         row = {"label": run.label, "method": run.method, "folder": str(run.folder), "nu": None}
@@ -373,7 +374,7 @@ def summarize(
             raise SummaryError(f"{', '.join(map(str, paths))}: no run besides the reference")
     loaded = label_runs([load_run(f) for f in ([reference] if reference else []) + folders])
     ref, runs = (loaded[0], loaded[1:]) if reference else (None, loaded)
-    rows, baseline = summary_rows(runs, ref), find_baseline(runs)
+    rows, baseline = summary_rows(runs, ref), find_baseline([*runs, *([ref] if ref else [])])
     summary = {
         "rows": rows,
         "verdict": verdict_sentence(rows, baseline.label if baseline else None),
