@@ -59,7 +59,7 @@ def test_people_label_through_a_file_and_the_rerun_reads_it_back(
     model_folders, tmp_path, benchmark_dir
 ):
     extra = ["stage.labeler=file", f"stage.probe_cost_model={model_folders / 'cost'}"]
-    with pytest.raises(LabelsPending, match="to_label.jsonl"):
+    with pytest.raises(LabelsPending, match=r"to_label\.jsonl"):
         _collect(extra, model_folders, tmp_path, benchmark_dir)
     run = tmp_path / "run"
     exported = _rows(run / "to_label.jsonl")
@@ -82,7 +82,7 @@ def test_people_label_through_a_file_and_the_rerun_reads_it_back(
 def test_simulated_labels_need_the_benchmarks_prompts(model_folders, tmp_path, benchmark_dir):
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text(json.dumps({"prompt": "Write a poem."}) + "\n")
-    with pytest.raises(ConfigError, match="stage.labeler=file"):
+    with pytest.raises(ConfigError, match=r"stage\.labeler=file"):
         _collect([f"data.prompt_train=[{prompts}]"], model_folders, tmp_path, benchmark_dir)
 
 
