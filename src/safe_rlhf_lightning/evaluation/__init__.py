@@ -1,32 +1,41 @@
-"""Evaluation of policies and preference models."""
+"""Evaluation of policies and preference models.
 
-from .arena import arena_summary, arena_table_markdown, write_arena_csv
-from .elo import elo_ratings, export_rater_pairs, pairwise_matches, read_rater_judgements
-from .oracle_eval import oracle_scores, sample_responses, score_responses
-from .plots import plot_policy_plane, plot_score_distributions
-from .preference_eval import plot_score_histograms, preference_metrics, score_preference_records
-from .report import MODEL_BASED, harm_category_rows, oracle_table
-from .training_curves import plot_training_curves, second_half_oscillation
+Names are imported from their modules on first use, so that a torch-free part (e.g. the sweep
+summary behind ``safe-rlhf-summary``) starts without importing torch and transformers.
+"""
 
-__all__ = [
-    "MODEL_BASED",
-    "arena_summary",
-    "arena_table_markdown",
-    "elo_ratings",
-    "export_rater_pairs",
-    "harm_category_rows",
-    "oracle_scores",
-    "oracle_table",
-    "pairwise_matches",
-    "plot_policy_plane",
-    "plot_score_distributions",
-    "plot_score_histograms",
-    "plot_training_curves",
-    "preference_metrics",
-    "read_rater_judgements",
-    "sample_responses",
-    "score_preference_records",
-    "score_responses",
-    "second_half_oscillation",
-    "write_arena_csv",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_MODULE_OF = {
+    "arena_summary": "arena",
+    "arena_table_markdown": "arena",
+    "write_arena_csv": "arena",
+    "elo_ratings": "elo",
+    "export_rater_pairs": "elo",
+    "pairwise_matches": "elo",
+    "read_rater_judgements": "elo",
+    "oracle_scores": "oracle_eval",
+    "sample_responses": "oracle_eval",
+    "score_responses": "oracle_eval",
+    "plot_policy_plane": "plots",
+    "plot_score_distributions": "plots",
+    "plot_score_histograms": "preference_eval",
+    "preference_metrics": "preference_eval",
+    "score_preference_records": "preference_eval",
+    "MODEL_BASED": "report",
+    "harm_category_rows": "report",
+    "oracle_table": "report",
+    "plot_training_curves": "training_curves",
+    "second_half_oscillation": "training_curves",
+}
+
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_MODULE_OF[name]}", __name__), name)
