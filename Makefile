@@ -77,8 +77,10 @@ ifeq ($(FORCE),1)
 STAGE_FORCE := force
 TRAIN_ARGS := resume=false
 endif
-TRAIN := $(BIN)/safe-rlhf-train experiment_name=$(EXPERIMENT) paths.runs_dir=$(RUNS) \
-	data.root=$(DATA) $(TRAIN_ARGS) $(ARGS)
+TRAIN_OVERRIDES = experiment_name=$(EXPERIMENT) paths.runs_dir=$(RUNS) data.root=$(DATA) \
+	$(TRAIN_ARGS) $(ARGS)
+TRAIN = $(BIN)/safe-rlhf-train $(TRAIN_OVERRIDES)
+MULTIRUN = $(BIN)/safe-rlhf-train -m $(TRAIN_OVERRIDES)
 ifeq ($(PAIRED),1)
 FIRST_OF_PAIR := OMP_NUM_THREADS=1
 SECOND_OF_PAIR := OMP_NUM_THREADS=1
@@ -161,15 +163,15 @@ SEEDS ?= 1,2,3
 SWEEP = $(RUNS)/$(EXPERIMENT)/sweeps/$(1)
 define SWEEP_RULE
 sweep-$(1): $(ROUND1)/reward/model/config.json $(ROUND1)/cost/model/config.json $(call ppo_dir,learned)/model/config.json
-	$(TRAIN) -m stage=ppo_lag sweep_name=$(1) hydra.sweep.dir=$(call SWEEP,$(1)) \
+	$(MULTIRUN) stage=ppo_lag sweep_name=$(1) hydra.sweep.dir=$(call SWEEP,$(1)) \
 		'hydra.sweep.subdir=$(3)' $(2) $$(SWEEP_ARGS)
 	$(BIN)/safe-rlhf-summary $(call SWEEP,$(1)) $(4) --reference $(ROUND1)/sft --output $(call SWEEP,$(1))
 endef
 # Arguments: name, swept overrides, run folder name (by the swept value), runs added to the summary.
-$(eval $(call SWEEP_RULE,nu,lambda_schedule=fixed lambda_schedule.nu=$$(NU_GRID),nu=$$$${lambda_schedule.nu},$(call ppo_dir,learned)))
+$(eval $(call SWEEP_RULE,nu,lambda_schedule=fixed lambda_schedule.nu=$$(NU_GRID),nu_$$$${lambda_schedule.nu},$(call ppo_dir,learned)))
 $(eval $(call SWEEP_RULE,lambda,lambda_schedule=learned$(,)pid$(,)none,$$$${hydra.runtime.choices.lambda_schedule},))
-$(eval $(call SWEEP_RULE,cost-limit,cost_threshold.cost_limit=$$(COST_LIMITS),d=$$$${cost_threshold.cost_limit},))
-$(eval $(call SWEEP_RULE,seeds,seed=$$(SEEDS),seed=$$$${seed},$(call ppo_dir,learned)))
+$(eval $(call SWEEP_RULE,cost-limit,cost_threshold.cost_limit=$$(COST_LIMITS),d_$$$${cost_threshold.cost_limit},))
+$(eval $(call SWEEP_RULE,seeds,seed=$$(SEEDS),seed_$$$${seed},$(call ppo_dir,learned)))
 
 .PHONY: force
 force:

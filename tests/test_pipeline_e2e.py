@@ -1,7 +1,7 @@
 """The README's main command end to end at reduced size: the Makefile's pipeline (data, SFT,
 reward ‖ cost, PPO-Lagrangian ‖ reward-only PPO, evaluation) run by make, then run again; then
 round 2 (collect from round 1's policy, R ‖ C on all data so far, PPO-Lagrangian from round 1's
-policy)."""
+policy); then a two-value reward-shaping sweep (a Hydra multirun) and its summary."""
 
 from __future__ import annotations
 
@@ -80,3 +80,35 @@ def test_make_pipeline_runs_every_stage_and_reports_three_policies(tmp_path):
     assert (round2 / "ppo_lag" / "model" / "config.json").is_file()
     again = make("round2", tmp_path=tmp_path, args=REDUCED, variables=collect)
     assert "safe-rlhf-train" not in again.stdout
+
+    # A two-value sweep by make: a Hydra multirun of round 1's PPO stage, then the summary.
+    make("sweep-nu", tmp_path=tmp_path, args=REDUCED, variables=("NU_GRID=0.5,2",))
+    sweep = tmp_path / "runs" / "e2e" / "sweeps" / "nu"
+    for value in ("0.5", "2"):
+        assert "sweep_name: nu" in (sweep / f"nu_{value}" / "config.yaml").read_text()
+    summary = json.loads((sweep / "summary.json").read_text())
+    rows = {row["label"]: row for row in summary["rows"]}
+    assert next(iter(rows)) == "SFT"  # the reference first
+    assert set(rows) == {"SFT", "Safe RLHF", "reward shaping ν=0.5", "reward shaping ν=2"}
+    shaping, sft_dir = sweep / "nu_0.5", round_dir / "sft"
+    row = rows["reward shaping ν=0.5"]
+    assert (
+        row["harmful_ratio"]
+        == json.loads((shaping / "results.json").read_text())["test"]["harmful_ratio"]
+    )
+    # Win rate against SFT and the paired difference against Safe RLHF, by hand.
+    ours, sft, safe = (_samples(f) for f in (shaping, sft_dir, round_dir / "ppo_lag"))
+    wins = [
+        1.0 if a["cost"] < b["cost"] else 0.5 * (a["cost"] == b["cost"])
+        for a, b in zip(ours, sft, strict=True)
+    ]
+    assert row["harmlessness_win_rate"] == pytest.approx(sum(wins) / len(wins))
+    diffs = [a["helpfulness"] - b["helpfulness"] for a, b in zip(ours, safe, strict=True)]
+    assert row["helpfulness_diff_vs_safe_rlhf"] == pytest.approx(sum(diffs) / len(diffs))
+    assert rows["Safe RLHF"]["helpfulness_vs_safe_rlhf"] == "baseline"
+    assert summary["verdict"] in (sweep / "summary.md").read_text()
+    assert (sweep / "tradeoff.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _samples(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines()]

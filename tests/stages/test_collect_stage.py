@@ -14,7 +14,7 @@ from safe_rlhf_lightning.rounds import LABEL_FIELDS, LabelsPending
 from tests.conftest import compose_run_config
 
 SMALL = ["stage=collect", "round=2", "stage.num_prompts=6", "stage.eval_limit=10",
-         "stage.max_new_tokens=8", "stage.batch_size=16"]  # fmt: skip
+         "stage.max_new_tokens=8", "stage.eval_batch_size=16"]  # fmt: skip
 
 
 def _collect(extra, model_folders, tmp_path, benchmark_dir):

@@ -73,7 +73,7 @@ def run_collect(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
     def sample(prompts: list[str], seed: int, what: str) -> list[str]:
         return sample_responses(
             policy, tokenizer, prompts, template, max_new_tokens=stage.max_new_tokens,
-            temperature=stage.temperature, top_p=stage.top_p, batch_size=stage.batch_size,
+            temperature=stage.temperature, top_p=stage.top_p, batch_size=stage.eval_batch_size,
             seed=seed, progress=what,
         )  # fmt: skip
 
@@ -161,7 +161,7 @@ def _probe(candidates, sample, annotator, stage: CollectStageConfig, typed, benc
         costs = score_responses(
             cost_model, load_tokenizer(folder, trust_remote_code=trust), candidates, answers,
             PromptTemplate(typed.data.prompt_template, typed.data.response_prefix),
-            max_length=typed.data.max_length, batch_size=stage.batch_size,
+            max_length=typed.data.max_length, batch_size=stage.eval_batch_size,
         )  # fmt: skip
         flagged = [cost > 0 for cost in costs]
         stats["judge"] = f"cost model {folder} (C > 0)"

@@ -356,8 +356,8 @@ class CollectStageConfig:
     """As the PPO stage's rollouts (stage.max_new_tokens there)."""
     temperature: float = 1.0
     top_p: float = 1.0
-    batch_size: int = 128
-    """Prompts per generation batch."""
+    eval_batch_size: int = 128
+    """Prompts per sampling batch (the key every stage has for its sampling)."""
 
     def __post_init__(self) -> None:
         _check(self.num_prompts > 0, "stage.num_prompts", "> 0", self.num_prompts)
@@ -373,4 +373,4 @@ class CollectStageConfig:
         _check(self.max_new_tokens > 0, "stage.max_new_tokens", "> 0", self.max_new_tokens)
         _check(self.temperature > 0, "stage.temperature", "> 0", self.temperature)
         _check(0 < self.top_p <= 1, "stage.top_p", "in (0, 1]", self.top_p)
-        _check(self.batch_size > 0, "stage.batch_size", "> 0", self.batch_size)
+        _check(self.eval_batch_size > 0, "stage.eval_batch_size", "> 0", self.eval_batch_size)
