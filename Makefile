@@ -3,13 +3,9 @@
 #               (data, SFT, reward | cost, PPO-Lagrangian | reward-only PPO, evaluation)
 #   make sft | reward | cost | eval   one stage of round 1 (and what it needs)
 #   make ppo    PPO from the round's SFT policy, R and C (LAMBDA=learned | pid | fixed | none)
-#   make rounds   the demo's round 1, then rounds 2 and 3 (each: collect pairs from the previous
-#               round's policy, retrain R | C on all data so far, PPO-Lagrangian from that policy)
-#               and a report over SFT -> round 1 -> 2 -> 3 (runs/demo/rounds/report.md)
+#   make rounds   rounds 1-3 (round k: pairs from round k-1's policy, R | C, PPO-Lag) and a report
 #   make round1 | round2 | round3   one round (and what it needs)
-#   make sweep-nu | sweep-lambda | sweep-cost-limit | sweep-seeds   a Hydra multirun of round 1's
-#               PPO stage (reward-shaping nu grid | lambda schedules | cost limits | seeds) and its
-#               summary table and trade-off plot (runs/demo/sweeps/<name>/summary.md)
+#   make sweep-nu | sweep-lambda | sweep-cost-limit | sweep-seeds   round 1's PPO multirun + summary
 #   make test   create .venv, install, run the whole test suite (make test-fast: without slow tests)
 #   make lint   ruff check and format check (make format fixes)
 #   make bench-ppo   our PPO-Lagrangian step against TRL's PPOTrainer, side by side (benchmarks/)
