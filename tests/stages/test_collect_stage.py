@@ -37,6 +37,7 @@ def test_simulated_labels_write_pairs_the_preference_loader_reads(
     assert results["drawn"]["num_prompts"] == 6
     assert len(rows) == results["pairs"] == 6 - results["identical_pairs_left_out"]
     assert 0.0 <= results["probe"]["flagged_share"] <= 1.0
+    assert sum(results["prompt_kinds"].values()) == len(rows)
     assert results["probe"]["oracle"]["num_responses"] == 10  # the capped candidates, probed
     for row in rows:
         assert row["response_0"] != row["response_1"]

@@ -109,8 +109,8 @@ def run_collect(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
     else:
         rows = _labelled_by_people(pairs, to_label, stage, run_dir, typed)
     results["pairs"] = len(rows)
-    if rows and "prompt_kind" in rows[0]:
-        results["drawn"]["prompt_kinds"] = dict(Counter(row["prompt_kind"] for row in rows))
+    if rows and "prompt_kind" in rows[0]:  # the benchmark's rows say which kind each prompt is
+        results["prompt_kinds"] = dict(Counter(row.get("prompt_kind") for row in rows))
     write_jsonl_atomic(run_dir / COLLECTED_FILE, rows)
     write_json_atomic(run_dir / "results.json", results)
     _write_summary(run_dir, results)
@@ -211,6 +211,11 @@ def _write_summary(run_dir: Path, results: dict) -> None:
     lines.append(f"- labelled pairs written: {results['pairs']} "
                  f"({results.get('identical_pairs_left_out', 0)} with two identical responses "
                  "left out)")  # fmt: skip
+    if "prompt_kinds" in results:
+        kinds = ", ".join(
+            f"{kind} {count}" for kind, count in sorted(results["prompt_kinds"].items())
+        )
+        lines.append(f"- pairs per prompt kind: {kinds}")
     if "annotator_agreement" in results:
         agreement = results["annotator_agreement"]
         lines.append(
