@@ -196,6 +196,18 @@ def test_prompt_mismatch_names_both_files_and_the_line(tmp_path):
         paired_comparison(shorter, sft)
 
 
+def test_runs_with_another_prompt_order_are_paired_by_prompt(tmp_path):
+    # Another seed shuffles the held-out prompts: the pairs must follow the prompts, not lines.
+    sft = load_run(write_run(tmp_path / "sft", SFT, stage="sft"))
+    run = load_run(write_run(tmp_path / "run", SAFE_RLHF))
+    order = [5, 2, 0, 4, 1, 3]
+    shuffled_scores = tuple([values[i] for i in order] for values in SAFE_RLHF)
+    shuffled = load_run(write_run(tmp_path / "shuffled", shuffled_scores,
+                                  prompts=[PROMPTS[i] for i in order]))  # fmt: skip
+    assert win_rates(shuffled, sft) == win_rates(run, sft)
+    assert paired_comparison(sft, shuffled) == paired_comparison(sft, run)
+
+
 def test_summary_names_the_dominating_run(sweep, tmp_path):
     result = summarize([sweep["sweep"]], sweep["sft"], tmp_path / "out")
     verdict = result["verdict"]
