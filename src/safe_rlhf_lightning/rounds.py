@@ -62,7 +62,7 @@ def draw_prompts(
 def expected_flagged_share(flagged_share: float, unsafe_weight: float) -> float:
     """The flagged share of a draw by :func:`draw_prompts`, in expectation."""
     weighted = unsafe_weight * flagged_share
-    return weighted / (weighted + 1.0 - flagged_share) if weighted + 1.0 - flagged_share else 0.0
+    return weighted / (weighted + 1.0 - flagged_share)  # > 0 for unsafe_weight > 0
 
 
 def split_pairs(

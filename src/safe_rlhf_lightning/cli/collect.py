@@ -65,12 +65,15 @@ def run_collect(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
     root = ensure_benchmark(data)
     require_model_folder(stage.policy, "stage.policy", "train the previous round first")
     template = PromptTemplate(data.prompt_template, data.response_prefix)
-    trust = typed.model.trust_remote_code
-    tokenizer = load_tokenizer(stage.policy, trust_remote_code=trust)
-    policy = load_causal_lm(stage.policy, trust_remote_code=trust)
     annotator = _annotator(root, typed) if stage.labeler == "simulated" else None
+    policy = tokenizer = None  # loaded on the first sampling: a labelled-file rerun samples none
 
     def sample(prompts: list[str], seed: int, what: str) -> list[str]:
+        nonlocal policy, tokenizer
+        if policy is None:
+            trust = typed.model.trust_remote_code
+            tokenizer = load_tokenizer(stage.policy, trust_remote_code=trust)
+            policy = load_causal_lm(stage.policy, trust_remote_code=trust)
         return sample_responses(
             policy, tokenizer, prompts, template, max_new_tokens=stage.max_new_tokens,
             temperature=stage.temperature, top_p=stage.top_p, batch_size=stage.eval_batch_size,

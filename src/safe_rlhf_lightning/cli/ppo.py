@@ -58,7 +58,9 @@ def run_ppo(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
     )
     tokenizer = load_tokenizer(stage.actor_init, trust_remote_code=trust)
     actor = load_causal_lm(stage.actor_init, trust_remote_code=trust, dtype=dtype)
-    require_model_folder(stage.reference_init, "stage.reference_init", "the SFT policy by default")
+    require_model_folder(
+        stage.reference_init, "stage.reference_init", "the round's starting policy by default"
+    )
     _require_same_tokens(stage.reference_init, "stage.reference_init", tokenizer, typed)
     reference = load_causal_lm(stage.reference_init, trust_remote_code=trust, dtype=dtype)
     reward_model, reward_retokenizer = _score_model(stage.reward_model, "reward", tokenizer, typed)
