@@ -158,3 +158,15 @@ def test_safety_consistency(safer: int, safe_0: bool, safe_1: bool, consistent: 
     else:
         with pytest.raises(RecordError, match=r"data/pairs\.jsonl line 7: inconsistent safety"):
             check_safety_consistency(record)
+
+
+def test_pairs_without_safety_labels_have_all_three_null() -> None:
+    row = preference_row(safer_response_id=None, is_response_0_safe=None, is_response_1_safe=None)
+    record = parse_preference(row, ORIGIN)
+    assert not record.has_safety_labels and record.better_response_id == 1
+    assert record.is_safe(0) is None and record_to_row(record) == row
+    with pytest.raises(RecordError, match="has no safety labels"):
+        check_safety_consistency(record)
+    partial = preference_row(safer_response_id=None, is_response_0_safe=None)
+    with pytest.raises(RecordError, match="field 'safer_response_id' must be 0 or 1, got None"):
+        parse_preference(partial, ORIGIN)

@@ -34,6 +34,9 @@ from .conftest import preference_row, supervised_row, write_jsonl
         ("alpaca:2:/data/alpaca", DatasetSpec("alpaca", 2.0, "/data/alpaca")),
         ("alpaca::/data/alpaca", DatasetSpec("alpaca", 1.0, "/data/alpaca")),
         ("data/pairs.jsonl:1.5", DatasetSpec("data/pairs.jsonl", 1.5)),
+        ("PKU-SafeRLHF/train@v0", DatasetSpec("PKU-SafeRLHF/train", revision="v0")),
+        ("hh-rlhf/test@a1b2:0.5", DatasetSpec("hh-rlhf/test", 0.5, revision="a1b2")),
+        ("data/run@2/pairs.jsonl", DatasetSpec("data/run@2/pairs.jsonl")),  # a path keeps its @
     ],
 )
 def test_parse_spec(text: str, spec: DatasetSpec) -> None:
@@ -54,6 +57,9 @@ def test_parse_spec_expands_home() -> None:
         ("alpaca:-1", "proportion must be a finite number > 0, got -1.0"),
         ("alpaca:nan", "proportion must be a finite number > 0"),
         ("alpaca:1:", "the path after the second ':' is empty"),
+        ("alpaca@", "the revision after '@' is empty"),
+        ("benchmark-sft/train@v1", "'benchmark-sft/train' is a local file, it has no revisions"),
+        ("alpaca@v1:1:/data/alpaca", "cannot go with a local path"),
     ],
 )
 def test_bad_spec(text: str, message: str) -> None:

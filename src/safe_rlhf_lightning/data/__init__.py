@@ -25,6 +25,7 @@ from safe_rlhf_lightning.data.dataset import (
     PromptDataset,
     SafetyPreferenceDataset,
     SupervisedDataset,
+    require_safety_labels,
     safety_sign,
 )
 from safe_rlhf_lightning.data.loading import (
@@ -53,6 +54,8 @@ from safe_rlhf_lightning.data.sources import (
     REGISTRY,
     DatasetSpec,
     RegisteredDataset,
+    datasets_without_safety_labels,
+    hh_rlhf_to_preference,
     iter_jsonl,
     parse_spec,
     register_dataset,
@@ -89,6 +92,8 @@ __all__ = [
     "SupervisedExample",
     "SupervisedRecord",
     "check_safety_consistency",
+    "datasets_without_safety_labels",
+    "hh_rlhf_to_preference",
     "iter_jsonl",
     "load_records",
     "load_records_with_stats",
@@ -102,6 +107,7 @@ __all__ = [
     "read_source",
     "record_to_row",
     "register_dataset",
+    "require_safety_labels",
     "safety_sign",
     "tokenize_pair",
     "tokenize_prompt",

@@ -254,6 +254,22 @@ class PreferenceDataset(_ExampleList[PreferenceExample]):
         )
 
 
+def require_safety_labels(records: Sequence[PreferenceRecord]) -> None:
+    """Raise (even when skipping bad records: the whole source is unusable) at the first pair
+    without safety labels, naming its source."""
+    for record in records:
+        if not record.has_safety_labels:
+            source = record.origin.source if record.origin is not None else "a preference source"
+            raise ValueError(
+                f"{source} has no safety labels (safer_response_id, is_response_0_safe and "
+                "is_response_1_safe are null, e.g. Anthropic HH-RLHF: helpfulness/harmlessness "
+                "preferences only). The cost model needs them for its sign term (C > 0 for a "
+                "response labelled unsafe); such a dataset can train the reward model only. "
+                "Train the cost model on PKU-SafeRLHF (data=pku_saferlhf) or on your own pairs "
+                "with safety labels."
+            )
+
+
 def safety_sign(is_safe: bool) -> int:
     """+1 for a response labelled unsafe, -1 for a safe one (cost > 0 means unsafe)."""
     return -1 if is_safe else 1
@@ -262,7 +278,9 @@ def safety_sign(is_safe: bool) -> int:
 class SafetyPreferenceDataset(_ExampleList[SafetyPreferenceExample]):
     """(safer, unsafer) sequences and safety signs for the cost model, from
     ``safer_response_id`` and the ``is_response_*_safe`` labels. Pairs with inconsistent labels
-    (see :func:`check_safety_consistency`) are errors, or skipped and counted."""
+    (see :func:`check_safety_consistency`) are errors, or skipped and counted. A pair without
+    safety labels is always an error (its dataset is not a cost model's, see
+    :func:`require_safety_labels`)."""
 
     def __init__(
         self,
@@ -272,6 +290,7 @@ class SafetyPreferenceDataset(_ExampleList[SafetyPreferenceExample]):
         max_length: int = 512,
         skip_bad_records: bool = False,
     ) -> None:
+        require_safety_labels(records)
         pairs = _PairTokens(records, tokenizer, template or PromptTemplate(), max_length)
 
         def build(index: int, record: PreferenceRecord) -> SafetyPreferenceExample | None:

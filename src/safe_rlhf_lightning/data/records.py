@@ -17,6 +17,10 @@ Validation is strict on types, by decision:
 - Safety flags must be real booleans (Python/NumPy ``bool``, JSON ``true``/``false``). The
   integers 0/1 are rejected as well: PKU-SafeRLHF and the embedded benchmark store real booleans,
   and a 0/1 in a flag column usually means a response id was written there.
+- The three safety labels (``safer_response_id``, ``is_response_0_safe``,
+  ``is_response_1_safe``) may all be null together: a pair labelled for helpfulness only (e.g.
+  Anthropic HH-RLHF). Such a pair trains the reward model; the cost model refuses it. One or two
+  null labels are an error.
 
 Fields a schema does not name (``response_0_harm_category``, ``response_0_severity_level``,
 ``prompt_kind``, ``topic``, any ``oracle_*`` ...) are kept unchanged in ``extra``.
@@ -73,23 +77,28 @@ class SupervisedRecord:
 
 @dataclass(frozen=True)
 class PreferenceRecord:
-    """A PKU-SafeRLHF pair. Ids index the two responses (0 or 1)."""
+    """A PKU-SafeRLHF pair. Ids index the two responses (0 or 1). The safety labels are all
+    ``None`` for a pair without them (see :attr:`has_safety_labels`)."""
 
     prompt: str
     response_0: str
     response_1: str
     better_response_id: int
-    safer_response_id: int
-    is_response_0_safe: bool
-    is_response_1_safe: bool
+    safer_response_id: int | None
+    is_response_0_safe: bool | None
+    is_response_1_safe: bool | None
     extra: dict[str, Any] = field(default_factory=dict, hash=False)
     origin: Origin | None = field(default=None, compare=False)
 
     def response(self, response_id: int) -> str:
         return self.response_0 if response_id == 0 else self.response_1
 
-    def is_safe(self, response_id: int) -> bool:
+    def is_safe(self, response_id: int) -> bool | None:
         return self.is_response_0_safe if response_id == 0 else self.is_response_1_safe
+
+    @property
+    def has_safety_labels(self) -> bool:
+        return self.safer_response_id is not None
 
     def as_prompt(self) -> PromptRecord:
         return PromptRecord(self.prompt, dict(self.extra), self.origin)
@@ -118,6 +127,8 @@ PREFERENCE_FIELDS = (
     "is_response_1_safe",
 )
 PROMPT_FIELDS = ("prompt",)
+SAFETY_LABEL_FIELDS = ("safer_response_id", "is_response_0_safe", "is_response_1_safe")
+"""The labels the cost model needs; a helpfulness-only pair has all three null."""
 
 
 def _describe(value: Any) -> str:
@@ -189,17 +200,22 @@ def parse_supervised(row: Any, origin: Origin | None = None) -> SupervisedRecord
 
 def parse_preference(row: Any, origin: Origin | None = None) -> PreferenceRecord:
     row = _require_mapping(row, origin)
+    prompt = require_text(row, "prompt", origin)
+    response_0 = require_text(row, "response_0", origin)
+    response_1 = require_text(row, "response_1", origin)
+    better_response_id = require_response_id(row, "better_response_id", origin)
+    if all(_get(row, name, origin) is None for name in SAFETY_LABEL_FIELDS):
+        safety: tuple[int | None, bool | None, bool | None] = (None, None, None)
+    else:
+        safety = (
+            require_response_id(row, "safer_response_id", origin),
+            require_bool(row, "is_response_0_safe", origin),
+            require_bool(row, "is_response_1_safe", origin),
+        )
     return PreferenceRecord(
-        prompt=require_text(row, "prompt", origin),
-        response_0=require_text(row, "response_0", origin),
-        response_1=require_text(row, "response_1", origin),
-        better_response_id=require_response_id(row, "better_response_id", origin),
-        safer_response_id=require_response_id(row, "safer_response_id", origin),
-        is_response_0_safe=require_bool(row, "is_response_0_safe", origin),
-        is_response_1_safe=require_bool(row, "is_response_1_safe", origin),
-        extra=_extra(row, PREFERENCE_FIELDS),
-        origin=origin,
-    )
+        prompt, response_0, response_1, better_response_id, *safety,
+        extra=_extra(row, PREFERENCE_FIELDS), origin=origin,
+    )  # fmt: skip
 
 
 def parse_prompt(row: Any, origin: Origin | None = None) -> PromptRecord:
@@ -236,12 +252,18 @@ def record_to_row(record: Record) -> dict[str, Any]:
 
 
 def check_safety_consistency(record: PreferenceRecord) -> None:
-    """Reject a pair whose safer response is labelled unsafe while the other is labelled safe.
+    """Reject a pair whose safer response is labelled unsafe while the other is labelled safe,
+    or a pair without safety labels.
 
     The cost model's ranking term and its sign terms would then pull in opposite directions
     (upstream safe-rlhf rejects the same case).
     """
     safer = record.safer_response_id
+    if safer is None:
+        raise RecordError(
+            f"has no safety labels ({', '.join(SAFETY_LABEL_FIELDS)} are null)",
+            origin=record.origin,
+        )
     other = 1 - safer
     if not record.is_safe(safer) and record.is_safe(other):
         raise RecordError(

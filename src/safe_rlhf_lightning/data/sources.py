@@ -2,10 +2,18 @@
 
 A dataset spec is upstream safe-rlhf's ``name[:proportion[:path]]``:
 
-- ``name`` is a registered dataset (``PKU-SafeRLHF/train``, ``alpaca``, ``benchmark-sft/train``
-  ...) or a local path (a ``.jsonl``/``.json``/``.parquet`` file or a folder);
+- ``name`` is a registered dataset (``PKU-SafeRLHF/train``, ``PKU-SafeRLHF/alpaca-7b/test``,
+  ``alpaca``, ``hh-rlhf/harmless-base/train``, ``benchmark-sft/train`` ...), optionally pinned to
+  a hub revision with ``@`` (``PKU-SafeRLHF/train@v0``), or a local path (a
+  ``.jsonl``/``.json``/``.parquet`` file or a folder);
 - ``proportion`` (> 0, default 1) scales the source: a source of n records gives round(p * n);
 - ``path`` replaces a registered dataset's location with a local copy (file or folder).
+
+A hub dataset and a local copy of its repository (e.g. ``hf download --repo-type dataset
+PKU-Alignment/PKU-SafeRLHF --local-dir pku``) take the same call,
+``datasets.load_dataset(<hub id or folder>, name=<config>, data_dir=..., revision=..., split=...)``,
+so the registered subset (config or data folder) is picked from the copy as from the hub. A
+``save_to_disk`` folder or a single file is read as it is (it already is the subset).
 
 JSONL is read line by line here, so that an error names the exact line (1-based). Everything
 else goes through ``datasets`` and errors name the row index (0-based).
@@ -23,6 +31,7 @@ from typing import Any
 import datasets
 
 from safe_rlhf_lightning.data.records import (
+    SAFETY_LABEL_FIELDS,
     Origin,
     RecordError,
     RecordKind,
@@ -42,9 +51,12 @@ READABLE_AS: dict[RecordKind, tuple[RecordKind, ...]] = {
 
 @dataclass(frozen=True)
 class DatasetSpec:
+    """One parsed spec; ``revision`` pins a registered hub dataset (``name@revision``)."""
+
     name: str
     proportion: float = 1.0
     path: str | None = None
+    revision: str | None = None
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -54,17 +66,25 @@ class DatasetSpec:
                 f"dataset {self.name!r}: proportion must be a finite number > 0, "
                 f"got {self.proportion}"
             )
+        if self.revision is not None and self.path is not None:
+            raise ValueError(
+                f"dataset {self.name!r}: a revision (@{self.revision}) picks a version on the "
+                "hub and cannot go with a local path; download that revision to the path instead"
+            )
 
 
 def parse_spec(text: str) -> DatasetSpec:
-    """Parse ``name[:proportion[:path]]``; an empty proportion means 1 (``name::path``)."""
+    """Parse ``name[@revision][:proportion[:path]]``; an empty proportion means 1 (``name::path``).
+
+    ``@revision`` is read only after a registered name, so a local path may contain ``@``.
+    """
     parts = text.split(":")
     if len(parts) > 3 or not parts[0]:
         raise ValueError(
             f"invalid dataset spec {text!r}: expected name[:proportion[:path]], "
             "e.g. 'PKU-SafeRLHF/train:0.5' or 'alpaca:1:/data/alpaca'"
         )
-    name = parts[0]
+    name, revision = _split_revision(parts[0], text)
     proportion = 1.0
     if len(parts) > 1 and parts[1].strip():
         try:
@@ -81,9 +101,22 @@ def parse_spec(text: str) -> DatasetSpec:
             )
         path = str(Path(parts[2]).expanduser())
     try:
-        return DatasetSpec(name, proportion, path)
+        return DatasetSpec(name, proportion, path, revision)
     except ValueError as error:
         raise ValueError(f"invalid dataset spec {text!r}: {error}") from None
+
+
+def _split_revision(name: str, text: str) -> tuple[str, str | None]:
+    base, at, revision = name.rpartition("@")
+    if not at or base not in REGISTRY:
+        return name, None
+    if REGISTRY[base].hub_id is None:
+        raise ValueError(
+            f"invalid dataset spec {text!r}: {base!r} is a local file, it has no revisions"
+        )
+    if not revision.strip():
+        raise ValueError(f"invalid dataset spec {text!r}: the revision after '@' is empty")
+    return base, revision
 
 
 def alpaca_to_supervised(row: Mapping[str, Any], origin: Origin) -> dict[str, Any]:
@@ -101,6 +134,52 @@ def alpaca_to_supervised(row: Mapping[str, Any], origin: Origin) -> dict[str, An
     return {"prompt": prompt, "response": output, **rest}
 
 
+HH_HUMAN = "\n\nHuman:"
+HH_ASSISTANT = "\n\nAssistant:"
+
+
+def hh_rlhf_to_preference(row: Mapping[str, Any], origin: Origin) -> dict[str, Any]:
+    """Anthropic HH-RLHF's ``chosen``/``rejected`` transcripts as a preference pair.
+
+    Both fields are whole dialogues (``"\\n\\nHuman: ...\\n\\nAssistant: ..."``) that differ
+    only in the last Assistant turn. The prompt is their shared dialogue up to that turn, without
+    the first turn's ``Human:`` label (a one-turn prompt is then the bare question, as in
+    PKU-SafeRLHF; earlier turns of a longer dialogue keep their labels). ``chosen`` becomes
+    ``response_0`` and is the better one. HH-RLHF has no safety labels: they are null, so these
+    pairs train a reward model but not a cost model.
+    """
+    chosen = require_text(row, "chosen", origin)
+    rejected = require_text(row, "rejected", origin)
+    cut = chosen.rfind(HH_ASSISTANT)
+    if cut < 0 or rejected.rfind(HH_ASSISTANT) != cut or rejected[:cut] != chosen[:cut]:
+        raise RecordError(
+            f"chosen and rejected must be one dialogue up to a last {HH_ASSISTANT!r} turn and "
+            "differ in that turn only",
+            origin=origin,
+        )
+    prompt = chosen[:cut].strip().removeprefix(HH_HUMAN.strip()).strip()
+    if not prompt:
+        raise RecordError(
+            "has no turn before its last Assistant turn", origin=origin, field="chosen"
+        )
+    responses = {}
+    for field, transcript in (("chosen", chosen), ("rejected", rejected)):
+        responses[field] = transcript[cut + len(HH_ASSISTANT) :].strip()
+        if not responses[field]:
+            raise RecordError("has an empty last Assistant turn", origin=origin, field=field)
+        if HH_HUMAN in responses[field]:
+            raise RecordError("ends with a Human turn", origin=origin, field=field)
+    rest = {k: v for k, v in row.items() if k not in ("chosen", "rejected")}
+    return {
+        "prompt": prompt,
+        "response_0": responses["chosen"],
+        "response_1": responses["rejected"],
+        "better_response_id": 0,
+        **dict.fromkeys(SAFETY_LABEL_FIELDS),
+        **rest,
+    }
+
+
 @dataclass(frozen=True)
 class RegisteredDataset:
     """A named dataset: a hub dataset (``hub_id`` and ``split``) or a file under ``data_root``.
@@ -108,6 +187,11 @@ class RegisteredDataset:
     Args:
         kind: what its rows hold; a preference or supervised set can also be read as prompts.
         adapter: maps a raw row onto the schema's field names (e.g. Alpaca's).
+        config: the hub dataset's configuration (``load_dataset(name=...)``), e.g. a subset.
+        data_dir: a folder of the hub repository to read (``load_dataset(data_dir=...)``).
+        revision: a branch, tag or commit of the hub repository; a spec's ``@revision`` wins.
+        safety_labels: whether its preference pairs carry PKU-SafeRLHF's safety labels
+            (``safer_response_id``, ``is_response_*_safe``), which the cost model needs.
     """
 
     name: str
@@ -116,6 +200,10 @@ class RegisteredDataset:
     split: str = "train"
     filename: str | None = None
     adapter: RowAdapter | None = None
+    config: str | None = None
+    data_dir: str | None = None
+    revision: str | None = None
+    safety_labels: bool = True
 
 
 REGISTRY: dict[str, RegisteredDataset] = {}
@@ -127,13 +215,33 @@ def register_dataset(dataset: RegisteredDataset) -> None:
     REGISTRY[dataset.name] = dataset
 
 
+PKU_SAFERLHF = "PKU-Alignment/PKU-SafeRLHF"
+PKU_SAFERLHF_SUBSETS = ("alpaca-7b", "alpaca2-7b", "alpaca3-8b")
+"""Configurations of PKU-SafeRLHF on the hub besides ``default`` (all three): the pairs whose
+responses came from Alpaca-7B, Alpaca2-7B or Alpaca3-8B (dataset card, June 2024 release)."""
+HH_RLHF = "Anthropic/hh-rlhf"
+HH_RLHF_SUBSETS = ("harmless-base", "helpful-base", "helpful-online", "helpful-rejection-sampled")
+"""Folders of Anthropic/hh-rlhf with preference pairs (``red-team-attempts`` has another schema
+and is not a preference set)."""
+
+
 def _register_builtin_datasets() -> None:
+    def hub(name: str, kind: RecordKind, hub_id: str, split: str = "train", **options: Any) -> None:
+        register_dataset(RegisteredDataset(name, kind, hub_id, split, **options))
+
     for split in ("train", "test"):
-        for name, hub_id in (
-            ("PKU-SafeRLHF", "PKU-Alignment/PKU-SafeRLHF"),
-            ("PKU-SafeRLHF-30K", "PKU-Alignment/PKU-SafeRLHF-30K"),
-        ):
-            register_dataset(RegisteredDataset(f"{name}/{split}", "preference", hub_id, split))
+        # PKU-SafeRLHF as on the hub today (the 2024 release, 83.4K pairs, all three subsets),
+        # each subset, and the paper's data: the repository's revision v0 (PKU-SafeRLHF-v0).
+        hub(f"PKU-SafeRLHF/{split}", "preference", PKU_SAFERLHF, split)
+        for subset in PKU_SAFERLHF_SUBSETS:
+            hub(f"PKU-SafeRLHF/{subset}/{split}", "preference", PKU_SAFERLHF, split, config=subset)
+        hub(f"PKU-SafeRLHF-v0/{split}", "preference", PKU_SAFERLHF, split, revision="v0")
+        hub(f"PKU-SafeRLHF-30K/{split}", "preference", "PKU-Alignment/PKU-SafeRLHF-30K", split)
+        # Anthropic HH-RLHF: helpfulness/harmlessness preferences, no safety labels.
+        hh = {"adapter": hh_rlhf_to_preference, "safety_labels": False}
+        hub(f"hh-rlhf/{split}", "preference", HH_RLHF, split, **hh)
+        for subset in HH_RLHF_SUBSETS:
+            hub(f"hh-rlhf/{subset}/{split}", "preference", HH_RLHF, split, data_dir=subset, **hh)
         # The embedded benchmark's files, under the data_root folder.
         for name, kind, stem in (
             ("benchmark-sft", "supervised", "sft"),
@@ -142,12 +250,19 @@ def _register_builtin_datasets() -> None:
         ):
             filename = f"{stem}_{split}.jsonl"
             register_dataset(RegisteredDataset(f"{name}/{split}", kind, filename=filename))
-    register_dataset(
-        RegisteredDataset("alpaca", "supervised", "tatsu-lab/alpaca", adapter=alpaca_to_supervised)
-    )
+    hub("PKU-SafeRLHF-10K/train", "preference", "PKU-Alignment/PKU-SafeRLHF-10K")
+    hub("alpaca", "supervised", "tatsu-lab/alpaca", adapter=alpaca_to_supervised)
 
 
 _register_builtin_datasets()
+
+
+def datasets_without_safety_labels(specs: list[str]) -> list[str]:
+    """The registered names among ``specs`` whose pairs carry no safety labels (HH-RLHF), known
+    without reading them; a local file is only known once read (the cost model's dataset then
+    fails on its first unlabelled pair)."""
+    names = [parse_spec(spec).name for spec in specs]
+    return [name for name in names if name in REGISTRY and not REGISTRY[name].safety_labels]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,18 +323,41 @@ def _is_saved_to_disk(folder: Path) -> bool:
     return (folder / "state.json").is_file() or (folder / "dataset_dict.json").is_file()
 
 
-def _load_local(path: Path, split: str) -> RowStream:
-    """Rows of a local file or folder (see the module docstring for the formats)."""
+@dataclass(frozen=True)
+class HubSubset:
+    """What ``datasets.load_dataset`` picks from a hub repository or a local copy of one."""
+
+    split: str = "train"
+    config: str | None = None
+    data_dir: str | None = None
+    revision: str | None = None
+
+    def describe(self, location: str) -> str:
+        """``location`` and what is picked of it, e.g. ``PKU-Alignment/PKU-SafeRLHF@v0[train]``."""
+        subset = "".join(f"/{part}" for part in (self.config, self.data_dir) if part)
+        revision = f"@{self.revision}" if self.revision else ""
+        return f"{location}{subset}{revision}[{self.split}]"
+
+    def load(self, location: str) -> datasets.Dataset:
+        """One split of a hub dataset or of a local copy of its repository: the same call."""
+        options = {"name": self.config, "data_dir": self.data_dir, "revision": self.revision}
+        given = {key: value for key, value in options.items() if value is not None}
+        return datasets.load_dataset(location, split=self.split, **given)
+
+
+def _load_local(path: Path, subset: HubSubset, label: str) -> RowStream:
+    """Rows of a local file or folder (see the module docstring for the formats); rows of a
+    folder name ``label`` as their source."""
     if path.is_dir():
         if _is_saved_to_disk(path):
             table = datasets.load_from_disk(str(path))
             if isinstance(table, datasets.DatasetDict):
-                if split not in table:
-                    raise ValueError(f"{path}: no split {split!r}; it has {sorted(table)}")
-                table = table[split]
-        else:
-            table = datasets.load_dataset(str(path), split=split)
-        return iter_table(table, str(path))
+                if subset.split not in table:
+                    raise ValueError(f"{path}: no split {subset.split!r}; it has {sorted(table)}")
+                table = table[subset.split]
+        else:  # a data folder, or a copy of a hub repository: read as the hub would be
+            table = subset.load(str(path))
+        return iter_table(table, label)
     if not path.is_file():
         raise FileNotFoundError(f"dataset file {path} does not exist")
     suffix = path.suffix.lower()
@@ -245,12 +383,13 @@ class ResolvedSource:
     adapter: RowAdapter | None
     path: Path | None = None
     hub_id: str | None = None
-    split: str = "train"
+    subset: HubSubset = HubSubset()
+    safety_labels: bool = True
 
     def rows(self) -> RowStream:
         if self.path is not None:
-            return _load_local(self.path, self.split)
-        return iter_table(datasets.load_dataset(self.hub_id, split=self.split), self.label)
+            return _load_local(self.path, self.subset, self.label)
+        return iter_table(self.subset.load(self.hub_id), self.label)
 
 
 def resolve(spec: DatasetSpec, data_root: str | Path | None) -> ResolvedSource:
@@ -264,9 +403,17 @@ def resolve(spec: DatasetSpec, data_root: str | Path | None) -> ResolvedSource:
             )
         path = Path(spec.name).expanduser()
         return ResolvedSource(str(path), None, _detect_adapter, path=path)
-    kind, adapter, split = registered.kind, registered.adapter, registered.split
+    kind, adapter = registered.kind, registered.adapter
+    subset = HubSubset(
+        registered.split, registered.config, registered.data_dir,
+        spec.revision or registered.revision,
+    )  # fmt: skip
+    labels = registered.safety_labels
     if spec.path is not None:  # a local copy of a registered dataset
-        return ResolvedSource(spec.path, kind, adapter, path=Path(spec.path), split=split)
+        path = Path(spec.path)
+        hub_like = path.is_dir() and not _is_saved_to_disk(path)
+        label = subset.describe(spec.path) if hub_like else spec.path
+        return ResolvedSource(label, kind, adapter, path=path, subset=subset, safety_labels=labels)
     if registered.filename is not None:
         if data_root is None:
             raise ValueError(
@@ -275,12 +422,16 @@ def resolve(spec: DatasetSpec, data_root: str | Path | None) -> ResolvedSource:
             )
         path = Path(data_root).expanduser() / registered.filename
         return ResolvedSource(str(path), kind, adapter, path=path)
-    label = f"{registered.hub_id}[{split}]"
-    return ResolvedSource(label, kind, adapter, hub_id=registered.hub_id, split=split)
+    label = subset.describe(registered.hub_id)
+    return ResolvedSource(label, kind, adapter, hub_id=registered.hub_id, subset=subset,
+                          safety_labels=labels)  # fmt: skip
 
 
 def _detect_adapter(row: Mapping[str, Any], origin: Origin) -> dict[str, Any]:
-    """Local files may be in Alpaca's layout (instruction/input/output, no prompt)."""
+    """Local files may be in Alpaca's layout (instruction/input/output, no prompt) or in
+    HH-RLHF's (chosen/rejected transcripts, no prompt)."""
     if "prompt" not in row and "instruction" in row and "output" in row:
         return alpaca_to_supervised(row, origin)
+    if "prompt" not in row and "chosen" in row and "rejected" in row:
+        return hh_rlhf_to_preference(row, origin)
     return dict(row)
