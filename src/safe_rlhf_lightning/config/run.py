@@ -10,6 +10,7 @@ from omegaconf import MISSING
 from .checks import _check
 
 DEFAULT_PROMPT_TEMPLATE = "BEGINNING OF CONVERSATION: USER: {prompt} ASSISTANT:"
+ALL_LINEAR = "all-linear"  # PEFT's name for every linear layer but the output head
 
 
 @dataclass
@@ -47,6 +48,45 @@ class TinyModelConfig:
 
 
 @dataclass
+class LoraConfig:
+    """LoRA adapters (PEFT) on the models a stage trains: the SFT policy, the reward and cost
+    models' transformers, and PPO's actor and critics. Frozen models never get them. Score heads
+    stay fully trained. Adapters are merged into the weights before a model folder is saved, so
+    every stage still writes a plain Hugging Face folder."""
+
+    enabled: bool = False
+    """Train low-rank adapters instead of every weight of the transformer."""
+    r: int = 8
+    """Rank of each adapter."""
+    alpha: int = 16
+    """Scale of the adapters' output: alpha / r (PEFT's ``lora_alpha``)."""
+    dropout: float = 0.0
+    """Dropout on each adapter's input (PEFT's ``lora_dropout``)."""
+    target_modules: list[str] = field(default_factory=lambda: [ALL_LINEAR])
+    """Names (or name suffixes) of the layers to adapt, e.g. ``[q_proj, v_proj]``; ``[all-linear]``
+    adapts every linear layer but the LM head, whatever the architecture calls them."""
+
+    def __post_init__(self) -> None:
+        for key in ("r", "alpha"):
+            value = getattr(self, key)
+            _check(value > 0, f"model.lora.{key}", "> 0", value)
+        _check(0.0 <= self.dropout < 1.0, "model.lora.dropout", "in [0, 1)", self.dropout)
+        targets = list(self.target_modules)
+        _check(
+            bool(targets) and all(isinstance(t, str) and t.strip() for t in targets),
+            "model.lora.target_modules",
+            "a non-empty list of layer names",
+            targets,
+        )
+        _check(
+            ALL_LINEAR not in targets or len(targets) == 1,
+            "model.lora.target_modules",
+            f"either [{ALL_LINEAR}] alone or a list of layer names",
+            targets,
+        )
+
+
+@dataclass
 class ModelConfig:
     name_or_path: Optional[str] = MISSING
     """Hugging Face hub name or local folder of a causal LM; null builds the tiny model."""
@@ -56,6 +96,11 @@ class ModelConfig:
     """Run code shipped with a hub model. Off unless you trust the model's authors."""
     dtype: str = "float32"
     """Weights dtype when loading: float32, bfloat16 or float16."""
+    gradient_checkpointing: bool = False
+    """Recompute each transformer layer's activations in the backward pass instead of keeping
+    them (less memory; each layer's forward runs twice), on the models a stage trains. Sampling
+    and scoring without gradients are unaffected."""
+    lora: LoraConfig = field(default_factory=LoraConfig)
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
 
     def __post_init__(self) -> None:

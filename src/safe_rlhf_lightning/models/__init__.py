@@ -4,6 +4,7 @@ models (reward, cost, critics) in upstream safe-rlhf's checkpoint format."""
 from .causal_lm import add_missing_special_tokens, build_tiny_causal_lm, load_causal_lm
 from .generation import decode, generate_texts, sample_from_logits
 from .io import save_pretrained_atomic
+from .lora import LoraSettings, LoraTargetError, add_lora, has_lora, merge_lora
 from .normalizer import (
     ExponentialMovingAverage,
     IdentityNormalizer,
@@ -13,22 +14,30 @@ from .normalizer import (
 )
 from .score_model import ScoreModel, ScoreOutput, is_score_model_folder
 from .tokenizer import load_tokenizer, train_bpe_tokenizer
+from .trainable import enable_activation_checkpointing, prepare_trainable
 
 __all__ = [
     "ExponentialMovingAverage",
     "IdentityNormalizer",
+    "LoraSettings",
+    "LoraTargetError",
     "Normalizer",
     "RunningMeanStd",
     "ScoreModel",
     "ScoreOutput",
+    "add_lora",
     "add_missing_special_tokens",
     "build_normalizer",
     "build_tiny_causal_lm",
     "decode",
+    "enable_activation_checkpointing",
     "generate_texts",
+    "has_lora",
     "is_score_model_folder",
     "load_causal_lm",
     "load_tokenizer",
+    "merge_lora",
+    "prepare_trainable",
     "sample_from_logits",
     "save_pretrained_atomic",
     "train_bpe_tokenizer",

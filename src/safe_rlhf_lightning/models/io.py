@@ -6,7 +6,10 @@ import os
 import shutil
 from pathlib import Path
 
+from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from .lora import has_lora
 
 
 def save_pretrained_atomic(
@@ -18,7 +21,12 @@ def save_pretrained_atomic(
     renames, so a crash mid-save leaves either the previous folder or the new one, never a mix.
     A crash between the two renames leaves the previous copy as ``<folder>.old``: the next save
     (a rerun of the stage) puts it back before anything else.
+
+    A model with LoRA adapters is refused: ``merge_lora`` it first, so that the folder holds
+    plain weights that any Hugging Face loader reads.
     """
+    if isinstance(model, nn.Module) and has_lora(model):
+        raise ValueError(f"merge_lora the {type(model).__name__} before saving it to {folder}")
     folder = Path(folder)
     tmp = folder.with_name(folder.name + ".tmp")
     old = folder.with_name(folder.name + ".old")

@@ -37,6 +37,7 @@ from transformers import (
 
 from .causal_lm import DTYPES
 from .io import save_pretrained_atomic
+from .lora import has_lora
 from .normalizer import NormalizerType, build_normalizer
 
 log = logging.getLogger(__name__)
@@ -213,7 +214,10 @@ class ScoreModel(nn.Module):
     def save_pretrained(
         self, folder: str | Path, tokenizer: PreTrainedTokenizerBase | None = None
     ) -> Path:
-        """Write ``config.json``, ``model.safetensors`` (and the tokenizer) atomically."""
+        """Write ``config.json``, ``model.safetensors`` (and the tokenizer) atomically; LoRA
+        adapters must be merged first (``merge_lora``)."""
+        if has_lora(self):
+            raise ValueError(f"merge_lora the score model before saving it to {folder}")
         return save_pretrained_atomic(_FolderWriter(self), tokenizer, folder)  # type: ignore[arg-type]
 
     @classmethod

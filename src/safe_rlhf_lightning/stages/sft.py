@@ -35,10 +35,12 @@ class SFTModule(pl.LightningModule):
         super().__init__()
         self.model = model
         self.save_hyperparameters(ignore=["model"])
-        self.guard = FiniteGuard(skip_nonfinite)
+        self.guard = FiniteGuard(skip_nonfinite, owner=self)
 
     def _loss(self, batch: SupervisedBatch):
-        logits = self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+        logits = self.model(
+            input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False
+        ).logits  # no KV cache in training (activation checkpointing would drop it anyway)
         return sft_loss(logits, batch.input_ids, batch.loss_mask)
 
     def training_step(self, batch: SupervisedBatch, batch_idx: int):
