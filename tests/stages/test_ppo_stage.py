@@ -216,6 +216,11 @@ def test_checkpoint_holds_schedule_history_and_rng_but_no_frozen_weights(
     assert fresh.ppo_step == 1
     with pytest.raises(ValueError, match="LearnedLambda λ schedule, this run uses PIDLambda"):
         make_module(small_tokenizer, PIDLambda(cost_limit=0.0)).on_load_checkpoint(checkpoint)
+    # Trained weights missing (a run resumed with other model.lora settings): an error, not a
+    # silent restart of the actor from its initial weights.
+    weights = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("actor.")}
+    with pytest.raises(ValueError, match=r"lacks \d+ weights of the trained models.*actor\."):
+        fresh.on_load_checkpoint({**checkpoint, "state_dict": weights})
 
 
 def test_two_stream_schedule_needs_a_cost_critic(small_tokenizer):

@@ -39,7 +39,7 @@ class CostModule(pl.LightningModule):
         super().__init__()
         self.model = model
         self.save_hyperparameters(ignore=["model"])
-        self.guard = FiniteGuard(skip_nonfinite)
+        self.guard = FiniteGuard(skip_nonfinite, owner=self)
         self._val_costs: list = []
 
     def _loss(self, batch: SafetyPreferenceBatch):

@@ -7,9 +7,12 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
+
+from ..distributed import all_ranks_agree
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +38,23 @@ def nonfinite_names(values: Mapping[str, Tensor | float | None]) -> list[str]:
 
 class FiniteGuard:
     """Checks named values at one training step: ``True`` = go on; ``False`` = skip this batch
-    (``skip=True``, counted in ``skipped``); otherwise :class:`NonFiniteError`."""
+    (``skip=True``, counted in ``skipped``); otherwise :class:`NonFiniteError`.
 
-    def __init__(self, skip: bool = False) -> None:
+    With an ``owner`` (the LightningModule), the decision is taken by all ranks together: a
+    non-finite value on one rank skips (or stops) the step on every rank, so that no rank waits
+    in a gradient all-reduce or a gather that the others skipped."""
+
+    def __init__(self, skip: bool = False, owner: Any = None) -> None:
         self.skip = skip
         self.skipped = 0
+        self.owner = owner
 
     def __call__(self, step: int, what: str, **values: Tensor | float | None) -> bool:
         bad = nonfinite_names(values)
-        if not bad:
+        finite = all_ranks_agree(self.owner, not bad) if self.owner is not None else not bad
+        if finite:
             return True
-        names = ", ".join(bad)
+        names = ", ".join(bad) if bad else "values on another rank"
         if not self.skip:
             raise NonFiniteError(
                 f"non-finite {names} in the {what} of step {step}: stopped before any weight was "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytorch_lightning as pl
@@ -17,6 +18,7 @@ import torch
 from torch import Tensor, nn
 from transformers import PreTrainedModel
 
+from ..distributed import clip_grad_norm_sharded, model_digest, tensor_digest
 from ..functional import (
     clipped_value_loss,
     explained_variance,
@@ -158,7 +160,8 @@ class PPOLagrangianModule(pl.LightningModule):
         )  # fmt: skip
         self.history: list[dict[str, float]] = []
         self.ppo_step = 0  # PPO steps done (saved in checkpoints)
-        self.guard = FiniteGuard(skip_nonfinite)
+        self.prompts_digest = ""  # of the prompt ids this rank trained on (see rank_state)
+        self.guard = FiniteGuard(skip_nonfinite, owner=self)
         self.timings: dict[str, float] = {}
 
     # -- the models that learn, and those that never do --------------------------------------
@@ -187,6 +190,7 @@ class PPOLagrangianModule(pl.LightningModule):
         )
         step = self.ppo_step
         started = time.perf_counter()
+        self.prompts_digest = tensor_digest([(self.prompts_digest, prompts.input_ids)])
         # 1. Rollout: sample with the actor, score with every model (no gradient, eval mode).
         rollout = self.make_rollout(prompts)
         if not self.guard(step, "rollout", reward=rollout.reward, cost=rollout.cost,
@@ -331,15 +335,30 @@ class PPOLagrangianModule(pl.LightningModule):
                     continue
                 optimizer.zero_grad()
                 self.manual_backward(loss)
-                # Each model clipped on its own, as upstream.
-                for name, model in self.named_trained_models().items():
-                    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), hp.max_grad_norm)
-                    stats[f"grad_norm/{name}"] = norm.detach()
+                stats |= self.clip_gradients_per_model()
                 optimizer.step()
                 scheduler.step()
                 for key, value in stats.items():
                     sums[key] = sums.get(key, 0.0) + value / (hp.update_epochs * chunks)
         return {key: float(value) for key, value in sums.items()}
+
+    def clip_gradients_per_model(self) -> dict[str, Tensor]:
+        """Each trained model's gradient clipped to ``max_grad_norm`` on its own, as upstream;
+        returns the norms before clipping. Under FSDP the norm sums the ranks' shards; under
+        DeepSpeed the engine clips (one norm over all trained models, set by the runner)."""
+        strategy = type(self.trainer.strategy).__name__ if self._trainer is not None else ""
+        if strategy == "DeepSpeedStrategy":
+            return {}
+        max_norm = self.hparams.max_grad_norm
+        norms = {}
+        for name, model in self.named_trained_models().items():
+            if strategy == "FSDPStrategy":
+                reduce = partial(self.trainer.strategy.reduce, reduce_op="sum")
+                norm = clip_grad_norm_sharded(model.parameters(), max_norm, reduce)
+            else:
+                norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+            norms[f"grad_norm/{name}"] = norm.detach()
+        return norms
 
     def minibatch_loss(
         self,
@@ -396,9 +415,10 @@ class PPOLagrangianModule(pl.LightningModule):
         mask = rollout.response_mask
         lengths = mask.sum(dim=-1).float()
         kl = rollout.logprobs - rollout.ref_logprobs  # (B, T)
+        # R and C over the rollouts of every rank; the other statistics are this rank's.
         stats = {
-            "reward": rollout.reward.mean().item(),
-            "cost": rollout.cost.mean().item(),
+            "reward": self.all_gather(rollout.reward).mean().item(),
+            "cost": self.all_gather(rollout.cost).mean().item(),
             "lambda": self.schedule.lambda_value,
             "kl_divergence": masked_sum(kl, mask, dim=-1).mean().item(),  # per response
             "kl_per_token": masked_mean(kl, mask, dim=-1).mean().item(),
@@ -440,6 +460,20 @@ class PPOLagrangianModule(pl.LightningModule):
             ]
             self.sample_sink(step, rows)
 
+    def rank_state(self) -> dict[str, Any]:
+        """What must be identical on every rank of a data-parallel run (λ, the schedule's state
+        and the trained weights, as digests) and what must not (the prompts this rank saw)."""
+        window = torch.tensor(list(self.schedule.episode_costs), dtype=torch.float64)
+        models = self.named_trained_models().items()
+        return {
+            "rank": self.global_rank,
+            "lambda": self.schedule.lambda_value,
+            "episode_cost_window": tensor_digest([("window", window)]),
+            **{f"{name}_digest": model_digest(model) for name, model in models},
+            "ppo_steps": self.ppo_step,
+            "prompts_digest": self.prompts_digest,
+        }
+
     # -- optimizer, checkpoints --------------------------------------------------------------
 
     def configure_optimizers(self):
@@ -478,6 +512,18 @@ class PPOLagrangianModule(pl.LightningModule):
                 f"the checkpoint was trained with the {saved} λ schedule, this run uses "
                 f"{type(self.schedule).__name__}: give the run its own hydra.run.dir "
                 "(or resume=false)"
+            )
+        # strict_loading is off for the frozen models only: the trained ones must all be there
+        # (a run resumed with other model.lora settings would otherwise restart them silently).
+        # (DeepSpeed restores the weights itself: its checkpoint has no state_dict here.)
+        saved = checkpoint.get("state_dict")
+        expected = {k for k in self.state_dict() if not k.startswith(FROZEN)}
+        missing = sorted(expected - set(saved)) if saved is not None else []
+        if missing:
+            raise ValueError(
+                f"the checkpoint lacks {len(missing)} weights of the trained models (e.g. "
+                f"{missing[0]}): it was written with other model settings (model.lora?); "
+                "resume with the run's settings, or start over with resume=false"
             )
         self.schedule.load_state_dict(checkpoint["lambda_schedule"])
         self.history = list(checkpoint.get("ppo_history", []))

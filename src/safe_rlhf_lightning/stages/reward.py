@@ -38,7 +38,7 @@ class RewardModule(pl.LightningModule):
         super().__init__()
         self.model = model
         self.save_hyperparameters(ignore=["model"])
-        self.guard = FiniteGuard(skip_nonfinite)
+        self.guard = FiniteGuard(skip_nonfinite, owner=self)
         self._val_rewards: list = []
 
     def _loss(self, batch: PreferenceBatch):

@@ -1,0 +1,162 @@
+"""What the stages need from multi-process training beyond what Lightning's strategies do.
+
+Lightning's strategies (``trainer=ddp | fsdp | deepspeed_zero2 | deepspeed_zero3``) launch the
+processes, wrap the trained models, all-reduce or shard the gradients and replace the train
+loaders' samplers. Around them, a stage runner still has to:
+
+- do side effects (oracle evaluations, saved folders, result files) on global rank 0 only, before
+  and after ``trainer.fit``: :func:`is_global_zero` knows the rank from the launcher's
+  environment even before the process group exists;
+- gather whole parameters of sharded models before rank 0 saves them (:func:`full_parameters`);
+- make decisions that every rank must take alike (skip a non-finite batch) together
+  (:func:`all_ranks_agree`);
+- check that replicated state stayed replicated: :func:`gather_objects` and :func:`tensor_digest`
+  give the PPO stage a per-rank report of λ and of the trained weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from pytorch_lightning.utilities import rank_zero_only
+from torch import nn
+
+
+def is_global_zero() -> bool:
+    """True on global rank 0, or when there is one process. Read from the launcher's
+    environment (``RANK``, ``LOCAL_RANK``, SLURM's ``SLURM_PROCID``), so it is right before the
+    process group is initialised, as in the runners' steps before ``trainer.fit``."""
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
+def distributed() -> bool:
+    """Whether a process group with more than one rank is initialised."""
+    return (
+        torch.distributed.is_available()
+        and torch.distributed.is_initialized()
+        and torch.distributed.get_world_size() > 1
+    )
+
+
+def gather_objects(value: Any) -> list[Any]:
+    """``value`` of every rank, in rank order (``[value]`` with one process). Collective: every
+    rank must call it."""
+    if not distributed():
+        return [value]
+    gathered: list[Any] = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(gathered, value)
+    return gathered
+
+
+def all_ranks_agree(module: Any, decision: bool) -> bool:
+    """``decision`` when it holds on every rank, else False (one process: ``decision``).
+
+    ``module`` is a LightningModule; outside a Trainer the local decision stands."""
+    trainer = getattr(module, "_trainer", None)
+    if trainer is None or trainer.world_size == 1:
+        return decision
+    return bool(trainer.strategy.reduce_boolean_decision(decision, all=True))
+
+
+def tensor_digest(tensors: Iterable[tuple[str, torch.Tensor]]) -> str:
+    """SHA-256 of named tensors' names, shapes, dtypes and exact bytes (in the given order):
+    equal digests mean bitwise-equal weights."""
+    digest = hashlib.sha256()
+    for name, tensor in tensors:
+        data = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name}:{tuple(data.shape)}:{data.dtype};".encode())
+        digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+    return digest.hexdigest()
+
+
+def model_digest(model: nn.Module) -> str:
+    """:func:`tensor_digest` of a model's parameters and buffers, sorted by name."""
+    named = dict(model.named_parameters())
+    named.update(dict(model.named_buffers()))
+    return tensor_digest(sorted(named.items()))
+
+
+@contextmanager
+def full_parameters(trainer: Any, model: nn.Module) -> Iterator[None]:
+    """Inside, ``model`` holds its whole parameters on every rank, so rank 0 can save it.
+
+    DDP and single-device strategies keep whole parameters anyway. DeepSpeed ZeRO-3 partitions
+    them: they are gathered for the block (``deepspeed.zero.GatheredParameters``). FSDP keeps
+    flat shards: the root wrapper's ``summon_full_params`` restores them. Collective for the
+    sharded strategies: every rank must enter the block."""
+    strategy = getattr(trainer, "strategy", None)
+    kind = type(strategy).__name__
+    if kind == "DeepSpeedStrategy" and getattr(strategy, "zero_stage_3", False):
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None):
+            yield
+    elif kind == "FSDPStrategy":
+        from torch.distributed.fsdp import FullyShardedDataParallel
+
+        with FullyShardedDataParallel.summon_full_params(strategy.model, writeback=False):
+            yield
+    else:
+        yield
+
+
+# Keys of a rank report that differ between ranks by design.
+PER_RANK_KEYS = frozenset({"rank", "prompts_digest"})
+
+
+def ranks_in_sync(reports: list[dict[str, Any]]) -> bool:
+    """Whether the rank reports agree on everything but their per-rank keys (rank, data)."""
+    shared = [{k: v for k, v in r.items() if k not in PER_RANK_KEYS} for r in reports]
+    return all(report == shared[0] for report in shared[1:])
+
+
+def replicates_parameters(trainer: Any) -> bool:
+    """Whether every rank holds the whole trained weights (DDP and one-device strategies), so
+    that their digests can be compared across ranks; sharded ones (FSDP, DeepSpeed) do not."""
+    return type(trainer.strategy).__name__ not in {"FSDPStrategy", "DeepSpeedStrategy"}
+
+
+def clip_grad_norm_sharded(
+    parameters: Iterable[torch.Tensor],
+    max_norm: float,
+    reduce_sum: Callable[[torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """Clip gradients that are split across ranks (FSDP: each rank holds a disjoint shard of
+    every gradient) to a total L2 norm of ``max_norm``; returns the total norm before clipping.
+
+    The squared norms of the local shards are summed over the ranks by ``reduce_sum`` (an
+    all-reduce), so every rank scales by the same factor, as ``torch.nn.utils.clip_grad_norm_``
+    would on the whole gradient. ``reduce_sum`` = identity gives exactly that function's result
+    on one process."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if grads:
+        local = torch.stack([g.detach().float().pow(2).sum() for g in grads]).sum()
+    else:
+        local = torch.zeros(())
+    total = reduce_sum(local).sqrt()
+    scale = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+    for grad in grads:
+        grad.detach().mul_(scale.to(grad.dtype))
+    return total
+
+
+def fsdp_strategy(
+    wrap_layers: list[str],
+    activation_checkpointing: bool = False,
+    **options: Any,
+):
+    """Lightning's ``FSDPStrategy`` with its wrap policy given as dotted class names (a YAML
+    list): each decoder layer becomes one FSDP unit and, with ``activation_checkpointing``,
+    recomputes its activations in the backward pass. ``options`` go to the strategy
+    (``sharding_strategy``, ``cpu_offload``, ``state_dict_type``, ...)."""
+    from hydra.utils import get_class
+    from pytorch_lightning.strategies import FSDPStrategy
+
+    layers = {get_class(name) for name in wrap_layers}
+    if activation_checkpointing:
+        options["activation_checkpointing_policy"] = layers
+    return FSDPStrategy(auto_wrap_policy=layers, **options)
