@@ -7,6 +7,10 @@ import logging
 import netrc
 import os
 import random
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -28,10 +32,13 @@ from ..config import (
 from ..data import PromptTemplate, load_records
 from ..evaluation import oracle_scores, sample_responses
 from ..models import (
+    LoraSettings,
+    LoraTargetError,
     add_missing_special_tokens,
     build_tiny_causal_lm,
     load_causal_lm,
     load_tokenizer,
+    prepare_trainable,
     train_bpe_tokenizer,
 )
 
@@ -48,6 +55,52 @@ def require_datasets(specs: list[str], key: str) -> list[str]:
             "'name[:proportion[:path]]' (e.g. data=benchmark, or data=local with your files)"
         )
     return specs
+
+
+# Stage keys that name a model folder; a Hugging Face hub id there is resolved to its local
+# snapshot before the stage runs (resolve_hub_models).
+MODEL_FOLDER_KEYS = (
+    "init_from", "actor_init", "reference_init", "reward_model", "cost_model",
+    "reward_critic_init", "cost_critic_init", "policy", "probe_cost_model",
+)  # fmt: skip
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def resolve_hub_models(stage) -> None:
+    """Replace hub ids (``PKU-Alignment/beaver-7b-v1.0-reward``) in the stage's model keys and
+    in the eval stage's ``policies`` by the folder of their snapshot in the Hugging Face cache,
+    downloaded first unless ``HF_HUB_OFFLINE=1``. Local folders are left as they are; a hub id
+    that cannot be had is a ConfigError naming the key."""
+    for key in MODEL_FOLDER_KEYS:
+        value = getattr(stage, key, None)
+        if isinstance(value, str):
+            setattr(stage, key, _hub_snapshot(value, f"stage.{key}"))
+    policies = getattr(stage, "policies", None)
+    if isinstance(policies, dict):
+        for name, value in policies.items():
+            if isinstance(value, str):
+                policies[name] = _hub_snapshot(value, f"stage.policies.{name}")
+
+
+def _hub_snapshot(value: str, key: str) -> str:
+    if Path(value).expanduser().exists() or not HUB_ID.match(value):
+        return value
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        folder = snapshot_download(value)
+    except LocalEntryNotFoundError:
+        raise ConfigError(
+            f"config key '{key}': {value!r} is not a local folder, and the hub model of that "
+            "name is not in the Hugging Face cache (offline: HF_HUB_OFFLINE=1). Download it "
+            f"first (`hf download {value}`) or set HF_HUB_OFFLINE=0"
+        ) from None
+    except HfHubHTTPError as error:
+        message = f"config key '{key}': cannot fetch {value!r} from the hub: {error}"
+        raise ConfigError(message) from None
+    log.info("%s: hub model %s → %s", key, value, folder)
+    return folder
 
 
 def require_model_folder(path: str | None, key: str, hint: str) -> None:
@@ -113,6 +166,23 @@ def build_policy(model_cfg: ModelConfig, template: PromptTemplate):
     )
     add_missing_special_tokens(tokenizer, model)
     return model, tokenizer
+
+
+def prepare_trained_model(model, model_cfg: ModelConfig):
+    """``model.lora`` and ``model.gradient_checkpointing`` applied to a model the stage trains
+    (a causal LM or a score model); frozen models are never passed here. Returns ``model``."""
+    lora = model_cfg.lora
+    settings = (
+        LoraSettings(lora.r, lora.alpha, lora.dropout, tuple(lora.target_modules))
+        if lora.enabled
+        else None
+    )
+    try:
+        return prepare_trainable(
+            model, gradient_checkpointing=model_cfg.gradient_checkpointing, lora=settings
+        )
+    except LoraTargetError as error:
+        raise ConfigError(f"config key 'model.lora.target_modules': {error}") from None
 
 
 def datamodule_options(typed: RunConfig, template: PromptTemplate) -> dict:
@@ -196,6 +266,21 @@ def _finish_previous_wandb_run() -> None:
         wandb.finish()
 
 
+_EXTRA_CALLBACKS: ContextVar[tuple] = ContextVar("extra_callbacks", default=())
+
+
+@contextmanager
+def extra_callbacks(*callbacks) -> Iterator[None]:
+    """Inside, every Trainer a stage runner builds also gets ``callbacks`` (Lightning callback
+    objects): how a program that calls ``run_stage`` in-process (a benchmark, a notebook)
+    measures or watches a stage without a config entry."""
+    token = _EXTRA_CALLBACKS.set((*_EXTRA_CALLBACKS.get(), *callbacks))
+    try:
+        yield
+    finally:
+        _EXTRA_CALLBACKS.reset(token)
+
+
 def build_trainer(
     cfg: DictConfig, run_dir: Path, loggers: list, callbacks: list, **overrides
 ) -> pl.Trainer:
@@ -206,7 +291,7 @@ def build_trainer(
     return instantiate(
         cfg.trainer,
         logger=loggers or False,
-        callbacks=callbacks,
+        callbacks=[*callbacks, *_EXTRA_CALLBACKS.get()],
         default_root_dir=str(run_dir),
         _convert_="all",
         **plugins,

@@ -16,10 +16,17 @@ from pytorch_lightning.utilities import CombinedLoader
 from ..benchmark import evaluate_responses
 from ..config import ConfigError, PPOStageConfig, RunConfig
 from ..data import PromptDataModule, PromptTemplate, SupervisedDataModule
+from ..distributed import (
+    full_parameters,
+    gather_objects,
+    is_global_zero,
+    ranks_in_sync,
+    replicates_parameters,
+)
 from ..evaluation import oracle_table, plot_training_curves, second_half_oscillation
 from ..files import write_json_atomic, write_jsonl_atomic, write_text_atomic
 from ..lagrange import LambdaSchedule
-from ..models import ScoreModel, load_causal_lm, load_tokenizer, save_pretrained_atomic
+from ..models import ScoreModel, load_causal_lm, load_tokenizer, merge_lora, save_pretrained_atomic
 from ..rollout import Retokenizer, SamplingOptions, same_tokenizer
 from ..stages import PPOLagrangianModule, updates_per_rollout
 from .components import (
@@ -32,6 +39,7 @@ from .components import (
     optimizer_options,
     oracle_eval,
     oracle_eval_prompts,
+    prepare_trained_model,
     require_datasets,
     require_model_folder,
     uses_benchmark,
@@ -58,6 +66,7 @@ def run_ppo(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
     )
     tokenizer = load_tokenizer(stage.actor_init, trust_remote_code=trust)
     actor = load_causal_lm(stage.actor_init, trust_remote_code=trust, dtype=dtype)
+    prepare_trained_model(actor, typed.model)  # LoRA, checkpointing; never on frozen models
     require_model_folder(
         stage.reference_init, "stage.reference_init", "the round's starting policy by default"
     )
@@ -87,12 +96,15 @@ def run_ppo(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
         max_steps=stage.max_steps * updates, gradient_clip_val=None, log_every_n_steps=1,
     )  # fmt: skip
 
+    if type(trainer.strategy).__name__ == "DeepSpeedStrategy":
+        # The engine owns the gradients (partitioned): it clips them, over all trained models.
+        trainer.strategy.config["gradient_clipping"] = stage.max_grad_norm
     eval_prompts = oracle_eval_prompts(typed, stage)
     results: dict = {
         "schedule": type(schedule).__name__,
         "cost_limit": typed.cost_threshold.cost_limit,
     }
-    if eval_prompts and stage.evaluate_before_training:
+    if eval_prompts and stage.evaluate_before_training and is_global_zero():
         results["init"], _ = oracle_eval(
             actor, tokenizer, eval_prompts, template, stage, typed.seed
         )
@@ -135,13 +147,15 @@ def run_ppo(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
     with warnings.catch_warnings():  # the reference, R and C are in eval mode on purpose
         warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode")
         trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt_path, weights_only=True)
-    save_pretrained_atomic(actor, tokenizer, run_dir / "model")
-    log.info("saved the actor to %s", run_dir / "model")
-    if stage.save_critics:
-        first = "critic" if module.shared_critic else "reward_critic"
-        for name, critic in ((first, reward_critic), ("cost_critic", cost_critic)):
-            if critic is not None:
-                critic.save_pretrained(run_dir / name, tokenizer)
+    rank_states = gather_objects(module.rank_state()) if replicates_parameters(trainer) else []
+    _save_models(trainer, module, tokenizer, run_dir, stage.save_critics)
+    if not trainer.is_global_zero:  # rank 0 evaluates and writes the results
+        return {}
+    if len(rank_states) > 1:
+        results["ranks"] = rank_states
+        results["ranks_in_sync"] = ranks_in_sync(rank_states)
+        if not results["ranks_in_sync"]:
+            log.error("the ranks ended with different λ or weights: %s", rank_states)
 
     history = module.history
     write_jsonl_atomic(run_dir / "history.jsonl", history)
@@ -157,6 +171,27 @@ def run_ppo(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
     _write_summary(run_dir, results)
     write_json_atomic(run_dir / "results.json", results)
     return results
+
+
+def _save_models(trainer, module, tokenizer, run_dir: Path, save_critics: bool) -> None:
+    """The actor (and the critics) as Hugging Face folders, written by rank 0 with the whole
+    parameters (gathered first under sharded strategies: every rank takes part)."""
+    folders = {"model": module.actor}
+    if save_critics:
+        first = "critic" if module.shared_critic else "reward_critic"
+        folders |= {first: module.reward_critic, "cost_critic": module.cost_critic}
+    for name, model in folders.items():
+        if model is None:
+            continue
+        merge_lora(model)  # LoRA adapters folded into the weights: a plain folder
+        with full_parameters(trainer, model):
+            if not trainer.is_global_zero:
+                continue
+            if name == "model":
+                save_pretrained_atomic(model, tokenizer, run_dir / name)
+            else:
+                model.save_pretrained(run_dir / name, tokenizer)
+            log.info("saved the %s to %s", "actor" if name == "model" else name, run_dir / name)
 
 
 def build_schedule(cfg: DictConfig) -> LambdaSchedule:
@@ -196,7 +231,7 @@ def _critic(path: str | None, key: str, actor_tokenizer, typed: RunConfig) -> Sc
         path, score_type="critic", do_normalize=False, trust_remote_code=trust,
         dtype=typed.model.dtype,
     )  # fmt: skip
-    return critic.train()
+    return prepare_trained_model(critic, typed.model).train()
 
 
 def _require_same_tokens(path: str, key: str, actor_tokenizer, typed: RunConfig) -> None:
@@ -244,6 +279,8 @@ class _SampleFile:
         self.checked = False
 
     def __call__(self, step: int, rows: list[dict]) -> None:
+        if not self.trainer.is_global_zero:
+            return
         if not self.checked and self.path.exists():
             lines = self.path.read_text(encoding="utf-8").splitlines()
             kept = [row for row in map(json.loads, filter(None, lines)) if row["step"] < step]

@@ -9,9 +9,10 @@ from omegaconf import DictConfig
 
 from ..config import ConfigError, PreferenceStageConfig, RunConfig
 from ..data import PreferenceDataModule, PromptTemplate, load_records
+from ..distributed import full_parameters
 from ..evaluation import plot_score_histograms, preference_metrics, score_preference_records
 from ..files import write_json_atomic, write_jsonl_atomic, write_text_atomic
-from ..models import ScoreModel, is_score_model_folder, load_tokenizer
+from ..models import ScoreModel, is_score_model_folder, load_tokenizer, merge_lora
 from ..stages import CostModule, RewardModule
 from .components import (
     build_loggers,
@@ -21,6 +22,7 @@ from .components import (
     ensure_benchmark,
     log_metrics,
     optimizer_options,
+    prepare_trained_model,
     require_datasets,
 )
 
@@ -53,8 +55,13 @@ def run_preference(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
         **optimizer_options(stage),
     )
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-    model.save_pretrained(run_dir / "model", tokenizer)
-    log.info("saved the %s model to %s", stage.name, run_dir / "model")
+    merge_lora(model)  # LoRA adapters folded into the weights: the folder is a plain model
+    with full_parameters(trainer, model):  # gathered on every rank, saved by rank 0
+        if trainer.is_global_zero:
+            model.save_pretrained(run_dir / "model", tokenizer)
+            log.info("saved the %s model to %s", stage.name, run_dir / "model")
+    if not trainer.is_global_zero:  # rank 0 evaluates and writes the results
+        return {}
 
     results: dict = {"train": {k: float(v) for k, v in trainer.callback_metrics.items()}}
     if data.preference_eval and stage.eval_limit != 0:
@@ -124,7 +131,7 @@ def _load_score_model(stage: PreferenceStageConfig, typed: RunConfig):
             score_bias=stage.score_bias,
             **normalizer,
         )
-    return model.train(), tokenizer
+    return prepare_trained_model(model, typed.model).train(), tokenizer
 
 
 def _write_summary(run_dir: Path, name: str, metrics: dict[str, float]) -> None:

@@ -10,7 +10,8 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
-from ..config import ConfigError, RunConfig
+from ..config import ConfigError, DataConfig, RunConfig
+from ..data import datasets_without_safety_labels
 from ..files import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,21 @@ def validate_config(cfg: DictConfig) -> RunConfig:
         raise ConfigError(str(error)) from None
     assert isinstance(typed, RunConfig)
     return typed
+
+
+def require_safety_labelled_data(data: DataConfig) -> None:
+    """The cost model's sign term needs PKU-SafeRLHF's safety labels: refuse a registered
+    dataset without them (Anthropic HH-RLHF) before any model is built."""
+    for key in ("preference_train", "preference_eval"):
+        unlabelled = datasets_without_safety_labels(getattr(data, key))
+        if unlabelled:
+            raise ConfigError(
+                f"config key 'data.{key}' lists {', '.join(map(repr, unlabelled))}, preference "
+                "pairs without safety labels (helpfulness/harmlessness preferences only): the "
+                "cost stage needs safer_response_id and is_response_*_safe for its sign term. "
+                "Use them for the reward stage, and PKU-SafeRLHF (data=pku_saferlhf) or your own "
+                "safety-labelled pairs for the cost stage"
+            )
 
 
 def _stage_runners() -> dict[str, Callable]:
@@ -53,6 +69,11 @@ def run_stage(cfg: DictConfig) -> dict:
     runners = _stage_runners()
     if typed.stage.name not in runners:
         raise ConfigError(f"config key 'stage.name' must be one of {sorted(runners)}")
+    if typed.stage.name == "cost":
+        require_safety_labelled_data(typed.data)
+    from .components import resolve_hub_models
+
+    resolve_hub_models(typed.stage)
     pl.seed_everything(typed.seed, workers=True, verbose=False)
     run_dir = Path(typed.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -9,9 +9,10 @@ from omegaconf import DictConfig
 
 from ..config import RunConfig, SFTStageConfig
 from ..data import PromptTemplate, SupervisedDataModule
+from ..distributed import full_parameters, is_global_zero
 from ..evaluation import oracle_table
 from ..files import write_json_atomic, write_jsonl_atomic, write_text_atomic
-from ..models import save_pretrained_atomic
+from ..models import merge_lora, save_pretrained_atomic
 from ..stages import SFTModule
 from .components import (
     build_loggers,
@@ -24,6 +25,7 @@ from .components import (
     optimizer_options,
     oracle_eval,
     oracle_eval_prompts,
+    prepare_trained_model,
     require_datasets,
 )
 
@@ -37,6 +39,7 @@ def run_sft(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
     ensure_benchmark(data)
     template = PromptTemplate(data.prompt_template, data.response_prefix)
     model, tokenizer = build_policy(typed.model, template)
+    prepare_trained_model(model, typed.model)  # LoRA, activation checkpointing
 
     datamodule = SupervisedDataModule(
         tokenizer, data.sft_train, data.sft_eval, **datamodule_options(typed, template)
@@ -47,7 +50,7 @@ def run_sft(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
 
     eval_prompts = oracle_eval_prompts(typed, stage)
     results: dict = {"num_parameters": model.num_parameters()}
-    if eval_prompts and stage.evaluate_before_training:
+    if eval_prompts and stage.evaluate_before_training and is_global_zero():
         results["init"], _ = oracle_eval(
             model, tokenizer, eval_prompts, template, stage, typed.seed
         )
@@ -59,8 +62,13 @@ def run_sft(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
     if data.sft_eval:
         # Training usually stops mid-epoch (max_steps): measure the final model once more.
         results["val"] = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
-    save_pretrained_atomic(model, tokenizer, run_dir / "model")
-    log.info("saved the SFT policy to %s", run_dir / "model")
+    merge_lora(model)  # LoRA adapters folded into the weights: the folder is a plain model
+    with full_parameters(trainer, model):  # gathered on every rank, saved by rank 0
+        if trainer.is_global_zero:
+            save_pretrained_atomic(model, tokenizer, run_dir / "model")
+            log.info("saved the SFT policy to %s", run_dir / "model")
+    if not trainer.is_global_zero:  # rank 0 evaluates and writes the results
+        return {}
 
     if eval_prompts:
         results["test"], rows = oracle_eval(
