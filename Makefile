@@ -9,6 +9,7 @@
 #   make test   create .venv, install, run the whole test suite (make test-fast: without slow tests)
 #   make lint   ruff check and format check (make format fixes)
 #   make bench-ppo   our PPO-Lagrangian step against TRL's PPOTrainer, side by side (benchmarks/)
+#   make gpu-check   every stage a few steps on one GPU (bf16, ~100M Llama): throughput, peak memory
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -57,6 +58,14 @@ $(TRL_VENV)/.installed: benchmarks/requirements-trl.txt
 bench-ppo: $(INSTALL_STAMP) $(TRL_VENV)/.installed
 	$(BIN)/python benchmarks/compare_ppo.py --python $(BIN)/python \
 		--trl-python $(TRL_VENV)/bin/python $(BENCH_ARGS)
+
+# SFT, reward, cost, PPO-Lagrangian and evaluation for a few steps each on one GPU in bf16, on a
+# ~100M-parameter Llama built from a config and the embedded benchmark: throughput and peak GPU
+# memory per stage, printed and written to $(RUNS)/gpu_check/gpu_check.json. Fails at once
+# without a CUDA device. GPU_CHECK_ARGS adds options, e.g. GPU_CHECK_ARGS="--steps 50".
+.PHONY: gpu-check
+gpu-check: $(INSTALL_STAMP)
+	$(BIN)/python benchmarks/gpu_check.py --work-dir $(RUNS)/gpu_check $(GPU_CHECK_ARGS)
 
 # The embedded default end to end. Each stage is a file target (the folder it writes), so running
 # it again re-runs only what is missing; an interrupted stage resumes from its last checkpoint.

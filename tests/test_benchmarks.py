@@ -1,9 +1,11 @@
-"""The benchmark scripts keep working: our PPO step timer at a minuscule size, and the pipeline
-meter on a small command. (The TRL side needs its own environment, ``make bench-ppo``.)"""
+"""The benchmark scripts keep working: our PPO step timer at a minuscule size, the pipeline
+meter on a small command, and the GPU check in its CPU smoke mode. (The TRL side needs its own
+environment, ``make bench-ppo``.)"""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -48,3 +50,36 @@ def test_pipeline_meter_sums_the_process_tree(tmp_path):
     assert meter["peak_single_process_rss_mib"] >= 200
     assert meter["peak_tree_rss_mib"] >= 400  # both children at once
     assert meter["wall_s"] >= 1.0
+
+
+def test_gpu_check_runs_every_stage_in_its_cpu_smoke_mode(tmp_path):
+    output = tmp_path / "check.json"
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "gpu_check.py"), "--device", "cpu", "--tiny",
+         "--work-dir", str(tmp_path), "--output", str(output)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(output.read_text())
+    stages = report["stages"]
+    assert list(stages) == ["sft", "reward", "cost", "ppo_lag", "eval"]
+    for name in ("sft", "reward", "cost", "ppo_lag"):
+        assert stages[name]["timed_steps"] == 2  # 3 steps, the first one left out
+        assert stages[name]["samples_per_s"] > 0 and stages[name]["tokens_per_s"] > 0
+        assert stages[name]["peak_memory_gib"] is None  # measured on CUDA only
+    assert stages["sft"]["samples_per_step"] == stages["reward"]["samples_per_step"] == 4
+    assert stages["ppo_lag"]["samples_per_step"] == 2 * 4  # prompts x responses per prompt
+    assert stages["ppo_lag"]["median_generation_seconds"] > 0
+    assert stages["eval"]["samples"] == 8 and stages["eval"]["samples_per_s"] > 0
+    assert report["environment"]["num_parameters"] > 0
+    table = result.stdout.splitlines()
+    assert any(line.startswith("ppo_lag ") for line in table), result.stdout
+
+
+def test_gpu_check_without_a_gpu_says_so_and_fails():
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "gpu_check.py")],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "gpu_check: no CUDA device" in result.stderr and "--device cpu --tiny" in result.stderr
