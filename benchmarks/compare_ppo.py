@@ -39,8 +39,9 @@ COMMON = ["--batch-size", "16", "--response-length", "48", "--ppo-epochs", "1",
 FRAMEWORKS = {
     # name: (label, script, extra options); "python" picks the interpreter
     "ours": ("safe-rlhf-lightning PPO-Lag (defaults)", "ppo_step.py", []),
-    "ours_fast": ("safe-rlhf-lightning PPO-Lag (shared critic, log-probs from sampling)",
-                  "ppo_step.py", ["--shared-critic", "--logprobs-from-generation"]),
+    "ours_fast": ("safe-rlhf-lightning PPO-Lag (shared critic, log-probs from sampling, "
+                  "fused AdamW)", "ppo_step.py",
+                  ["--shared-critic", "--logprobs-from-generation", "--fused-optimizer"]),
     "trl": ("TRL PPOTrainer", "trl_ppo_step.py", []),
 }  # fmt: skip
 
@@ -62,8 +63,13 @@ def main(argv=None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--sizes", nargs="*", default=list(SIZES), choices=list(SIZES))
+    parser.add_argument("--frameworks", nargs="*", default=list(FRAMEWORKS),
+                        choices=list(FRAMEWORKS))  # fmt: skip
     parser.add_argument("--output", type=Path, default=HERE / "results" / "ppo_step.json")
     args = parser.parse_args(argv)
+    if "trl" not in args.frameworks:
+        parser.error("--frameworks must include trl: every figure is a ratio to it")
+    frameworks = {name: FRAMEWORKS[name] for name in args.frameworks}
 
     record: dict = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -80,9 +86,9 @@ def main(argv=None) -> None:
     for size in args.sizes:
         model, steps, warmup = SIZES[size]
         options = [*model, *COMMON, "--steps", str(steps), "--warmup", str(warmup)]
-        runs: dict[str, list[dict]] = {name: [] for name in FRAMEWORKS}
+        runs: dict[str, list[dict]] = {name: [] for name in frameworks}
         for round_index in range(args.rounds):
-            for name, (_, script, extra) in FRAMEWORKS.items():
+            for name, (_, script, extra) in frameworks.items():
                 python = args.trl_python if name == "trl" else args.python
                 result = run(python, script, [*options, *extra], args.threads)
                 runs[name].append(result)
@@ -105,13 +111,14 @@ def main(argv=None) -> None:
         )
         ratio = {
             name: summary[name]["prompts_per_s"] / summary["trl"]["prompts_per_s"]
-            for name in FRAMEWORKS if name != "trl"
+            for name in frameworks if name != "trl"
         }  # fmt: skip
         record["sizes"][size] = {"options": options, "summary": summary, "ratio": ratio,
                                  "runs": runs}  # fmt: skip
         rows.append((size, summary, ratio))
+    ours = next(name for name in frameworks if name != "trl")
     record["versions"] = {
-        "ours": rows and record["sizes"][args.sizes[0]]["runs"]["ours"][0]["versions"],
+        "ours": rows and record["sizes"][args.sizes[0]]["runs"][ours][0]["versions"],
         "trl": rows and record["sizes"][args.sizes[0]]["runs"]["trl"][0]["versions"],
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -120,7 +127,7 @@ def main(argv=None) -> None:
     print("| size | framework | s / step | prompts / s | tokens / s | peak RSS (MiB) |")
     print("|---|---|---:|---:|---:|---:|")
     for size, summary, ratio in rows:
-        for name, (label, _, _) in FRAMEWORKS.items():
+        for name, (label, _, _) in frameworks.items():
             s = summary[name]
             print(f"| {size} | {label} | {s['median_step_s']:.3f} | {s['prompts_per_s']:.2f} | "
                   f"{s['generated_tokens_per_s']:.0f} | {s['peak_rss_mib']:.0f} |")  # fmt: skip

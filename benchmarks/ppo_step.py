@@ -8,6 +8,7 @@ forward pass of their own. Run with the project's environment::
 
     .venv/bin/python benchmarks/ppo_step.py --hidden-size 128 --layers 2 --heads 4 \\
         --intermediate 256 --vocab-size 600 [--shared-critic] [--logprobs-from-generation]
+        [--fused-optimizer]
 
 A step is timed from one ``on_train_batch_end`` to the next (everything the loop does per step,
 as the TRL script measures from one ``on_step_end`` to the next). Prints one JSON object.
@@ -85,9 +86,10 @@ def prompt_batches(tokenizer, a):
 def main(argv=None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
     # Options of ours only: one critic backbone with two heads; old log-probs from sampling.
-    ours = {"--shared-critic", "--logprobs-from-generation"}
+    ours = {"--shared-critic", "--logprobs-from-generation", "--fused-optimizer"}
     shared_critic = "--shared-critic" in argv
     from_generation = "--logprobs-from-generation" in argv
+    fused = "--fused-optimizer" in argv
     a = parse_args([arg for arg in argv if arg not in ours])
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -115,7 +117,7 @@ def main(argv=None) -> dict:
         sampling=SamplingOptions(max_new_tokens=a.response_length, temperature=0.7),
         max_ppo_steps=a.steps, update_epochs=a.ppo_epochs, minibatch_size=minibatch,
         lr=3e-6, critic_lr=3e-6, lr_scheduler="constant", lr_warmup_ratio=0.0,
-        logprobs_from_generation=from_generation,
+        logprobs_from_generation=from_generation, fused_optimizer=fused,
     )  # fmt: skip
     ends: list[float] = []
 
@@ -144,7 +146,11 @@ def main(argv=None) -> dict:
     n_params = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     result = {
         "framework": "safe-rlhf-lightning",
-        "options": {"shared_critic": shared_critic, "logprobs_from_generation": from_generation},
+        "options": {
+            "shared_critic": shared_critic,
+            "logprobs_from_generation": from_generation,
+            "fused_optimizer": fused,
+        },
         "config": {
             "hidden_size": a.hidden_size,
             "layers": a.layers,

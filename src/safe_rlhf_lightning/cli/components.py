@@ -209,6 +209,7 @@ def optimizer_options(stage: TrainingStageConfig) -> dict:
         "lr_scheduler": stage.lr_scheduler,
         "lr_warmup_ratio": stage.lr_warmup_ratio,
         "skip_nonfinite": stage.skip_nonfinite,
+        "fused_optimizer": stage.fused_optimizer,
     }
 
 

@@ -35,6 +35,7 @@ class CostModule(pl.LightningModule):
         lr_scheduler: str = "cosine",
         lr_warmup_ratio: float = 0.03,
         skip_nonfinite: bool = False,
+        fused_optimizer: bool = False,
     ) -> None:
         super().__init__()
         self.model = model

@@ -28,13 +28,15 @@ def adamw_with_warmup(
     scheduler: str,
     warmup_ratio: float,
     total_steps: int,
+    fused: bool = False,
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
     """AdamW with a linear warmup over ``warmup_ratio * total_steps`` then ``scheduler`` decay.
 
-    ``model`` may also be a list of parameter groups (each may carry its own ``lr``).
+    ``model`` may also be a list of parameter groups (each may carry its own ``lr``); ``fused``
+    picks torch's fused kernel (equal to the default loop up to float rounding).
     """
     groups = model if isinstance(model, list) else decay_parameter_groups(model, weight_decay)
-    optimizer = torch.optim.AdamW(groups, lr=lr, betas=betas, fused=False)
+    optimizer = torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused)
     name = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}[scheduler]
     lr_scheduler = get_scheduler(
         name,
@@ -56,5 +58,6 @@ def configure_adamw(module) -> dict:
         scheduler=hp.lr_scheduler,
         warmup_ratio=hp.lr_warmup_ratio,
         total_steps=module.trainer.estimated_stepping_batches,
+        fused=hp.fused_optimizer,
     )
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -83,6 +83,7 @@ class PPOLagrangianModule(pl.LightningModule):
         weight_decay, adam_betas, lr_scheduler, lr_warmup_ratio: AdamW and its schedule.
         skip_nonfinite: skip (and count) rollouts and minibatches with NaN/inf instead of
             stopping with :class:`NonFiniteError`.
+        fused_optimizer: torch's fused AdamW kernel (faster; equal up to float rounding).
         logprobs_from_generation: take the actor's old log-probabilities from the decoding pass
             (raw logits, KV cache) instead of a forward pass of their own: one actor pass less
             per rollout, equal up to float rounding (TRL's shortcut; upstream does the pass).
@@ -130,6 +131,7 @@ class PPOLagrangianModule(pl.LightningModule):
         sample_sink: Callable[[int, list[dict]], None] | None = None,
         log_samples_every: int = 20,
         skip_nonfinite: bool = False,
+        fused_optimizer: bool = False,
         logprobs_from_generation: bool = False,
     ) -> None:
         super().__init__()
@@ -487,7 +489,7 @@ class PPOLagrangianModule(pl.LightningModule):
         optimizer, scheduler = adamw_with_warmup(
             groups, lr=hp.lr, weight_decay=hp.weight_decay, betas=tuple(hp.adam_betas),
             scheduler=hp.lr_scheduler, warmup_ratio=hp.lr_warmup_ratio,
-            total_steps=self.trainer.estimated_stepping_batches,
+            total_steps=self.trainer.estimated_stepping_batches, fused=hp.fused_optimizer,
         )  # fmt: skip
         return {
             "optimizer": optimizer,

@@ -34,6 +34,7 @@ class RewardModule(pl.LightningModule):
         lr_scheduler: str = "cosine",
         lr_warmup_ratio: float = 0.03,
         skip_nonfinite: bool = False,
+        fused_optimizer: bool = False,
     ) -> None:
         super().__init__()
         self.model = model
