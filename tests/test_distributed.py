@@ -153,6 +153,9 @@ def test_ppo_lagrangian_under_two_process_ddp_keeps_lambda_and_weights_identical
     saved = load_causal_lm(str(run_dir / "model"))
     assert model_digest(saved) != model_digest(load_causal_lm(str(model_folders / "sft")))
     assert not (run_dir / "model.old").exists()
+    # The checkpoint keeps each rank's generators for an exact resume, and loads safely.
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert len(checkpoint["rng_states_per_rank"]) == 2
     samples = [json.loads(line) for line in (run_dir / "samples_train.jsonl").open()]
     assert len(samples) == 4 * 2  # step 0's rollout of rank 0 only (log_samples_every=20)
 

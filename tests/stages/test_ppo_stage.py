@@ -22,6 +22,7 @@ from safe_rlhf_lightning.rollout import (
     sample,
 )
 from safe_rlhf_lightning.stages import PPOLagrangianModule, updates_per_rollout
+from safe_rlhf_lightning.stages.rng_state import capture_rng_states
 from safe_rlhf_lightning.types import PromptBatch
 from tests.conftest import TEST_MODEL_SIZE, compose_run_config, quick_trainer
 
@@ -206,6 +207,7 @@ def test_checkpoint_holds_schedule_history_and_rng_but_no_frozen_weights(
     assert any(k.startswith("cost_critic.") for k in checkpoint["state_dict"])
     assert checkpoint["ppo_step"] == 1 and len(checkpoint["ppo_history"]) == 1
     assert {"torch", "python", "numpy"} <= set(checkpoint["rng_states"])
+    assert len(checkpoint["rng_states_per_rank"]) == 1  # one process: its own states
 
     # A fresh module resumes the λ schedule (value, optimizer, window) and the step count.
     fresh_schedule = LearnedLambda(cost_limit=-10.0, lr=0.5)
@@ -216,6 +218,15 @@ def test_checkpoint_holds_schedule_history_and_rng_but_no_frozen_weights(
     assert fresh.ppo_step == 1
     with pytest.raises(ValueError, match="LearnedLambda λ schedule, this run uses PIDLambda"):
         make_module(small_tokenizer, PIDLambda(cost_limit=0.0)).on_load_checkpoint(checkpoint)
+    # Each rank restores its own generators when the world size matches; rank 0's otherwise.
+    torch.manual_seed(11)
+    own = capture_rng_states()
+    torch.manual_seed(22)
+    rank0 = capture_rng_states()
+    fresh.on_load_checkpoint({**checkpoint, "rng_states": rank0, "rng_states_per_rank": [own]})
+    assert torch.equal(torch.get_rng_state(), own["torch"])
+    fresh.on_load_checkpoint({**checkpoint, "rng_states": rank0, "rng_states_per_rank": [own] * 2})
+    assert torch.equal(torch.get_rng_state(), rank0["torch"])
     # Trained weights missing (a run resumed with other model.lora settings): an error, not a
     # silent restart of the actor from its initial weights.
     weights = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("actor.")}

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from transformers import PreTrainedModel
 
-from ..distributed import clip_grad_norm_sharded, model_digest, tensor_digest
+from ..distributed import clip_grad_norm_sharded, gather_objects, model_digest, tensor_digest
 from ..functional import (
     clipped_value_loss,
     explained_variance,
@@ -506,6 +506,10 @@ class PPOLagrangianModule(pl.LightningModule):
         checkpoint["ppo_step"] = self.ppo_step
         checkpoint["skipped_batches"] = self.guard.skipped
         checkpoint["rng_states"] = capture_rng_states()
+        # Every rank's own generators (their streams part when their responses end at other
+        # lengths), so that a resumed data-parallel run samples what the first one would have.
+        # Collective: Lightning builds the checkpoint on every rank, rank 0 writes it.
+        checkpoint["rng_states_per_rank"] = gather_objects(checkpoint["rng_states"])
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         saved = checkpoint.get("lambda_schedule_type")
@@ -531,7 +535,11 @@ class PPOLagrangianModule(pl.LightningModule):
         self.history = list(checkpoint.get("ppo_history", []))
         self.ppo_step = checkpoint.get("ppo_step", 0)
         self.guard.skipped = checkpoint.get("skipped_batches", 0)
-        if rng := checkpoint.get("rng_states"):
+        per_rank = checkpoint.get("rng_states_per_rank") or []
+        world_size = self.trainer.world_size if self._trainer is not None else 1
+        if len(per_rank) == world_size:
+            restore_rng_states(per_rank[self.global_rank])
+        elif rng := checkpoint.get("rng_states"):  # another world size: rank 0's for all
             restore_rng_states(rng)
 
 
