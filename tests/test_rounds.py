@@ -138,7 +138,14 @@ def test_labelled_rows_must_be_complete_consistent_and_the_exported_pairs(tmp_pa
     inconsistent = _labelled(is_response_1_safe=False)
     with pytest.raises(RecordError, match="inconsistent safety labels"):
         read_labelled_rows(_write_rows(path, inconsistent), PAIRS)
-    # Asked to skip: the bad row goes, the good one stays.
+    # Helpfulness labelled, safety left blank: incomplete.
+    half = _labelled(safer_response_id=None, is_response_0_safe=None, is_response_1_safe=None)
+    with pytest.raises(RecordError, match="line 1: has no safety labels"):
+        read_labelled_rows(_write_rows(path, half), PAIRS)
+    # Asked to skip: the bad rows go, the good one stays.
     rows = read_labelled_rows(_write_rows(path, [unlabelled[0], _labelled()[1]]), PAIRS,
+                              skip_bad_records=True)  # fmt: skip
+    assert [r["prompt"] for r in rows] == ["Hi"]
+    rows = read_labelled_rows(_write_rows(path, [half[0], _labelled()[1]]), PAIRS,
                               skip_bad_records=True)  # fmt: skip
     assert [r["prompt"] for r in rows] == ["Hi"]

@@ -127,6 +127,8 @@ def read_labelled_rows(
     exported = set(pairs)
     rows = []
     for record in records:
+        if skip_bad_records and not record.has_safety_labels:
+            continue  # helpfulness labelled, safety left blank: incomplete, skipped as asked
         check_safety_consistency(record)
         if (record.prompt, record.response_0, record.response_1) not in exported:
             raise RecordError(
