@@ -17,7 +17,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 @pytest.mark.parametrize("fast", [False, True])
 def test_ppo_step_benchmark_reports_medians_and_phases(fast):
-    options = ["--shared-critic", "--logprobs-from-generation"] if fast else []
+    options = ["--shared-critic", "--logprobs-from-generation", "--fused-optimizer"] if fast else []
     result = subprocess.run(
         [sys.executable, str(BENCHMARKS / "ppo_step.py"), "--hidden-size", "32", "--layers", "1",
          "--heads", "2", "--intermediate", "64", "--vocab-size", "300", "--batch-size", "4",
@@ -27,7 +27,11 @@ def test_ppo_step_benchmark_reports_medians_and_phases(fast):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout)
-    assert report["options"] == {"shared_critic": fast, "logprobs_from_generation": fast}
+    assert report["options"] == {
+        "shared_critic": fast,
+        "logprobs_from_generation": fast,
+        "fused_optimizer": fast,
+    }
     assert len(report["step_times_s"]) == 3 and report["median_step_s"] > 0
     assert report["prompts_per_s"] == pytest.approx(4 / report["median_step_s"])
     assert set(report["median_phase_s"]) == {
