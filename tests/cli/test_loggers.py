@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -157,8 +158,16 @@ def test_sft_stage_writes_an_offline_wandb_run_with_its_config(
     (run,) = (tmp_path / "run" / "wandb").glob("offline-run-*")
     (run_file,) = run.glob("run-*.wandb")
     assert (run / "files" / "requirements.txt").exists() and (run / "logs" / "debug.log").exists()
-    records = wandb_records(run_file)
-    (header,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+    # wandb's service writes the file asynchronously: on a busy machine the records may still be
+    # arriving when finish() returns. Wait for the run's header record (up to 60 s), then read.
+    deadline = time.monotonic() + 60
+    while True:
+        records = wandb_records(run_file)
+        headers = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+        if headers or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    (header,) = headers
     assert header.run_group == EXPERIMENT and header.job_type == "sft"
     assert header.display_name == f"{EXPERIMENT}-round2-sft"
     assert list(header.tags) == [EXPERIMENT, "round2", "sft"]
