@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 import torch
@@ -104,6 +105,26 @@ def full_parameters(trainer: Any, model: nn.Module) -> Iterator[None]:
         yield
 
 
+def rank_report(
+    rank: int,
+    lambda_value: float,
+    episode_costs: list[float],
+    models: dict[str, nn.Module],
+    **more: Any,
+) -> dict[str, Any]:
+    """One rank's report for :func:`ranks_in_sync`: λ, a digest of the cost window and of each
+    trained model's exact weights (identical on every rank of a data-parallel run), and
+    ``more`` (e.g. steps, and a digest of the data this rank saw, which must differ)."""
+    window = torch.tensor(episode_costs, dtype=torch.float64)
+    return {
+        "rank": rank,
+        "lambda": lambda_value,
+        "episode_cost_window": tensor_digest([("window", window)]),
+        **{f"{name}_digest": model_digest(model) for name, model in models.items()},
+        **more,
+    }
+
+
 # Keys of a rank report that differ between ranks by design.
 PER_RANK_KEYS = frozenset({"rank", "prompts_digest"})
 
@@ -160,3 +181,24 @@ def fsdp_strategy(
     if activation_checkpointing:
         options["activation_checkpointing_policy"] = layers
     return FSDPStrategy(auto_wrap_policy=layers, **options)
+
+
+def clip_per_model(
+    strategy: Any, models: dict[str, nn.Module], max_norm: float
+) -> dict[str, torch.Tensor]:
+    """Clip each model's gradient to ``max_norm`` on its own; returns ``grad_norm/<name>``, the
+    norms before clipping. Under FSDP each norm sums the ranks' shards
+    (:func:`clip_grad_norm_sharded`); under DeepSpeed the engine owns the gradients and clips
+    them itself (one norm over all models, set by the runner), so nothing is done here."""
+    kind = type(strategy).__name__ if strategy is not None else ""
+    if kind == "DeepSpeedStrategy":
+        return {}
+    norms = {}
+    for name, model in models.items():
+        if kind == "FSDPStrategy":
+            reduce = partial(strategy.reduce, reduce_op="sum")
+            norm = clip_grad_norm_sharded(model.parameters(), max_norm, reduce)
+        else:
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+        norms[f"grad_norm/{name}"] = norm.detach()
+    return norms

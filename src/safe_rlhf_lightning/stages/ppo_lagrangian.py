@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 import pytorch_lightning as pl
@@ -18,7 +17,7 @@ import torch
 from torch import Tensor, nn
 from transformers import PreTrainedModel
 
-from ..distributed import clip_grad_norm_sharded, gather_objects, model_digest, tensor_digest
+from ..distributed import clip_per_model, rank_report, tensor_digest
 from ..functional import (
     clipped_value_loss,
     explained_variance,
@@ -43,11 +42,11 @@ from ..rollout import (
     sample,
 )
 from ..types import PromptBatch, SupervisedBatch
+from . import ppo_checkpoint
 from .guards import FiniteGuard, NonFiniteError, nonfinite_names
 from .optim import adamw_with_warmup, decay_parameter_groups
-from .rng_state import capture_rng_states, restore_rng_states
+from .ppo_checkpoint import FROZEN
 
-FROZEN = ("reference", "reward_model", "cost_model")
 DEFAULT_SAMPLING = SamplingOptions()
 # What the observers receive every step: the decoded rollout and its scores.
 RolloutObserver = Callable[[list[str], list[str]], dict[str, float]]
@@ -346,21 +345,10 @@ class PPOLagrangianModule(pl.LightningModule):
 
     def clip_gradients_per_model(self) -> dict[str, Tensor]:
         """Each trained model's gradient clipped to ``max_grad_norm`` on its own, as upstream;
-        returns the norms before clipping. Under FSDP the norm sums the ranks' shards; under
-        DeepSpeed the engine clips (one norm over all trained models, set by the runner)."""
-        strategy = type(self.trainer.strategy).__name__ if self._trainer is not None else ""
-        if strategy == "DeepSpeedStrategy":
-            return {}
-        max_norm = self.hparams.max_grad_norm
-        norms = {}
-        for name, model in self.named_trained_models().items():
-            if strategy == "FSDPStrategy":
-                reduce = partial(self.trainer.strategy.reduce, reduce_op="sum")
-                norm = clip_grad_norm_sharded(model.parameters(), max_norm, reduce)
-            else:
-                norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
-            norms[f"grad_norm/{name}"] = norm.detach()
-        return norms
+        returns the norms before clipping (see :func:`distributed.clip_per_model`)."""
+        strategy = self.trainer.strategy if self._trainer is not None else None
+        models = self.named_trained_models()
+        return clip_per_model(strategy, models, self.hparams.max_grad_norm)
 
     def minibatch_loss(
         self,
@@ -463,18 +451,13 @@ class PPOLagrangianModule(pl.LightningModule):
             self.sample_sink(step, rows)
 
     def rank_state(self) -> dict[str, Any]:
-        """What must be identical on every rank of a data-parallel run (λ, the schedule's state
-        and the trained weights, as digests) and what must not (the prompts this rank saw)."""
-        window = torch.tensor(list(self.schedule.episode_costs), dtype=torch.float64)
-        models = self.named_trained_models().items()
-        return {
-            "rank": self.global_rank,
-            "lambda": self.schedule.lambda_value,
-            "episode_cost_window": tensor_digest([("window", window)]),
-            **{f"{name}_digest": model_digest(model) for name, model in models},
-            "ppo_steps": self.ppo_step,
-            "prompts_digest": self.prompts_digest,
-        }
+        """What must be identical on every rank of a data-parallel run and what must not
+        (:func:`distributed.rank_report`)."""
+        return rank_report(
+            self.global_rank, self.schedule.lambda_value, list(self.schedule.episode_costs),
+            self.named_trained_models(), ppo_steps=self.ppo_step,
+            prompts_digest=self.prompts_digest,
+        )  # fmt: skip
 
     # -- optimizer, checkpoints --------------------------------------------------------------
 
@@ -497,50 +480,10 @@ class PPOLagrangianModule(pl.LightningModule):
         }
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["state_dict"] = {
-            k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(FROZEN)
-        }
-        checkpoint["lambda_schedule"] = self.schedule.state_dict()
-        checkpoint["lambda_schedule_type"] = type(self.schedule).__name__
-        checkpoint["ppo_history"] = list(self.history)
-        checkpoint["ppo_step"] = self.ppo_step
-        checkpoint["skipped_batches"] = self.guard.skipped
-        checkpoint["rng_states"] = capture_rng_states()
-        # Every rank's own generators (their streams part when their responses end at other
-        # lengths), so that a resumed data-parallel run samples what the first one would have.
-        # Collective: Lightning builds the checkpoint on every rank, rank 0 writes it.
-        checkpoint["rng_states_per_rank"] = gather_objects(checkpoint["rng_states"])
+        ppo_checkpoint.pack(self, checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        saved = checkpoint.get("lambda_schedule_type")
-        if saved != type(self.schedule).__name__:
-            raise ValueError(
-                f"the checkpoint was trained with the {saved} λ schedule, this run uses "
-                f"{type(self.schedule).__name__}: give the run its own hydra.run.dir "
-                "(or resume=false)"
-            )
-        # strict_loading is off for the frozen models only: the trained ones must all be there
-        # (a run resumed with other model.lora settings would otherwise restart them silently).
-        # (DeepSpeed restores the weights itself: its checkpoint has no state_dict here.)
-        saved = checkpoint.get("state_dict")
-        expected = {k for k in self.state_dict() if not k.startswith(FROZEN)}
-        missing = sorted(expected - set(saved)) if saved is not None else []
-        if missing:
-            raise ValueError(
-                f"the checkpoint lacks {len(missing)} weights of the trained models (e.g. "
-                f"{missing[0]}): it was written with other model settings (model.lora?); "
-                "resume with the run's settings, or start over with resume=false"
-            )
-        self.schedule.load_state_dict(checkpoint["lambda_schedule"])
-        self.history = list(checkpoint.get("ppo_history", []))
-        self.ppo_step = checkpoint.get("ppo_step", 0)
-        self.guard.skipped = checkpoint.get("skipped_batches", 0)
-        per_rank = checkpoint.get("rng_states_per_rank") or []
-        world_size = self.trainer.world_size if self._trainer is not None else 1
-        if len(per_rank) == world_size:
-            restore_rng_states(per_rank[self.global_rank])
-        elif rng := checkpoint.get("rng_states"):  # another world size: rank 0's for all
-            restore_rng_states(rng)
+        ppo_checkpoint.unpack(self, checkpoint)
 
 
 def updates_per_rollout(rollouts: int, update_epochs: int, minibatch_size: int) -> int:

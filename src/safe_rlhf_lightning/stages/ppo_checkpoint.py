@@ -1,0 +1,63 @@
+"""What a PPO-Lagrangian checkpoint holds beyond Lightning's own state: the trained models only
+(the frozen reference, R and C are read from their folders again), the λ schedule, the PPO
+history and step, the skipped-batch count and every rank's random generators, so that a
+resumed run, on one process or many, goes on as the uninterrupted one would have."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..distributed import gather_objects
+from .rng_state import capture_rng_states, restore_rng_states
+
+FROZEN = ("reference", "reward_model", "cost_model")
+
+
+def pack(module: Any, checkpoint: dict[str, Any]) -> None:
+    """Fill ``checkpoint`` (``on_save_checkpoint``). Collective under DDP: Lightning builds the
+    checkpoint on every rank and rank 0 writes it, so every rank's generators are gathered."""
+    checkpoint["state_dict"] = {
+        k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(FROZEN)
+    }
+    checkpoint["lambda_schedule"] = module.schedule.state_dict()
+    checkpoint["lambda_schedule_type"] = type(module.schedule).__name__
+    checkpoint["ppo_history"] = list(module.history)
+    checkpoint["ppo_step"] = module.ppo_step
+    checkpoint["skipped_batches"] = module.guard.skipped
+    checkpoint["rng_states"] = capture_rng_states()
+    # Ranks whose responses end at other lengths consume their streams differently.
+    checkpoint["rng_states_per_rank"] = gather_objects(checkpoint["rng_states"])
+
+
+def unpack(module: Any, checkpoint: dict[str, Any]) -> None:
+    """Restore ``module`` from ``checkpoint`` (``on_load_checkpoint``); a checkpoint of another
+    λ schedule, or one lacking trained weights, is a ValueError saying what to do."""
+    saved = checkpoint.get("lambda_schedule_type")
+    if saved != type(module.schedule).__name__:
+        raise ValueError(
+            f"the checkpoint was trained with the {saved} λ schedule, this run uses "
+            f"{type(module.schedule).__name__}: give the run its own hydra.run.dir "
+            "(or resume=false)"
+        )
+    # strict_loading is off for the frozen models only: the trained ones must all be there
+    # (a run resumed with other model.lora settings would otherwise restart them silently).
+    # (DeepSpeed restores the weights itself: its checkpoint has no state_dict here.)
+    weights = checkpoint.get("state_dict")
+    expected = {k for k in module.state_dict() if not k.startswith(FROZEN)}
+    missing = sorted(expected - set(weights)) if weights is not None else []
+    if missing:
+        raise ValueError(
+            f"the checkpoint lacks {len(missing)} weights of the trained models (e.g. "
+            f"{missing[0]}): it was written with other model settings (model.lora?); "
+            "resume with the run's settings, or start over with resume=false"
+        )
+    module.schedule.load_state_dict(checkpoint["lambda_schedule"])
+    module.history = list(checkpoint.get("ppo_history", []))
+    module.ppo_step = checkpoint.get("ppo_step", 0)
+    module.guard.skipped = checkpoint.get("skipped_batches", 0)
+    per_rank = checkpoint.get("rng_states_per_rank") or []
+    world_size = module.trainer.world_size if module._trainer is not None else 1
+    if len(per_rank) == world_size:
+        restore_rng_states(per_rank[module.global_rank])
+    elif rng := checkpoint.get("rng_states"):  # another world size: rank 0's for all
+        restore_rng_states(rng)
