@@ -113,3 +113,41 @@ def test_logprobs_from_decoding_match_a_separate_forward_pass(model_and_prompts,
     torch.testing.assert_close(logprobs[response_mask], reference[response_mask],
                                atol=1e-5, rtol=1e-5)  # fmt: skip
     assert bool((logprobs[response_mask] < 0).all())
+
+
+def test_preallocated_cache_layer_holds_what_concatenation_holds():
+    """Written in place, handed out as views of one buffer; past its capacity it concatenates."""
+    from transformers.cache_utils import DynamicLayer
+
+    from safe_rlhf_lightning.models.generation import PreallocatedLayer
+
+    ours, reference = PreallocatedLayer(capacity=6), DynamicLayer()
+    generator = torch.Generator().manual_seed(0)
+    pointers = set()
+    for length in (4, 1, 1, 1):  # the prompt, then one position per step: 7 > capacity 6
+        keys = torch.randn(2, 3, length, 5, generator=generator)
+        values = torch.randn(2, 3, length, 5, generator=generator)
+        got, want = ours.update(keys, values), reference.update(keys, values)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+        assert ours.get_seq_length() == reference.get_seq_length()
+        pointers.add(got[0].data_ptr())
+    assert len(pointers) == 2  # one buffer for the first 6 positions, a new tensor for the 7th
+
+
+def test_decoding_with_the_preallocated_cache_equals_the_concatenating_cache(
+    model_and_prompts, monkeypatch
+):
+    from transformers import DynamicCache
+
+    from safe_rlhf_lightning.models import generation
+
+    model, ids, mask = model_and_prompts
+    options = dict(max_new_tokens=10, eos_token_id=-1, pad_token_id=0, temperature=0.7,
+                   return_logprobs=True)  # fmt: skip
+    torch.manual_seed(5)
+    ours = decode(model, ids, mask, **options)
+    monkeypatch.setattr(generation, "preallocated_cache",
+                        lambda model, capacity: DynamicCache(config=model.config))  # fmt: skip
+    torch.manual_seed(5)
+    plain = decode(model, ids, mask, **options)
+    assert torch.equal(ours[0], plain[0]) and torch.equal(ours[1], plain[1])

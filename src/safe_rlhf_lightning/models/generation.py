@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 from transformers import (
+    DynamicCache,
     LogitsProcessorList,
     PreTrainedModel,
     PreTrainedTokenizerBase,
@@ -15,6 +16,7 @@ from transformers import (
     TemperatureLogitsWarper,
     TopPLogitsWarper,
 )
+from transformers.cache_utils import DynamicLayer
 
 
 def logits_processors(
@@ -47,6 +49,60 @@ def sample_from_logits(logits: Tensor, generator: torch.Generator | None = None)
     )
     index = torch.searchsorted(cdf, uniform * cdf[:, -1:])
     return index.clamp(max=logits.shape[-1] - 1).squeeze(-1)
+
+
+class PreallocatedLayer(DynamicLayer):
+    """One layer's KV cache in buffers allocated once for a whole decoding run.
+
+    Hugging Face's ``DynamicLayer`` concatenates every new key and value onto the cache, which
+    copies the whole cache at every step (on CPU, a third of the decoding time of a ~25M-parameter
+    model at batch 16, most of it allocating). Here a step writes its states in place and the
+    layer hands out views of the filled part: the same keys and values, in the same order, so the
+    attention and its results are unchanged. Past ``capacity`` (or once something outside the
+    decoding loop has replaced the views, e.g. ``crop``) it falls back to concatenating.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__()
+        self.capacity = capacity
+
+    def lazy_initialization(self, key_states: Tensor, value_states: Tensor) -> None:
+        super().lazy_initialization(key_states, value_states)
+        self._key_buffer = key_states.new_empty(
+            (*key_states.shape[:-2], self.capacity, key_states.shape[-1])
+        )
+        self._value_buffer = value_states.new_empty(
+            (*value_states.shape[:-2], self.capacity, value_states.shape[-1])
+        )
+        self.keys = self._key_buffer[..., :0, :]
+        self.values = self._value_buffer[..., :0, :]
+
+    def update(
+        self, key_states: Tensor, value_states: Tensor, *args, **kwargs
+    ) -> tuple[Tensor, Tensor]:
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        start = self.keys.shape[-2]
+        end = start + key_states.shape[-2]
+        in_buffer = self.keys._base is self._key_buffer and self.values._base is self._value_buffer
+        if end > self.capacity or not in_buffer:
+            return super().update(key_states, value_states, *args, **kwargs)
+        self._key_buffer[..., start:end, :].copy_(key_states)
+        self._value_buffer[..., start:end, :].copy_(value_states)
+        self.keys = self._key_buffer[..., :end, :]
+        self.values = self._value_buffer[..., :end, :]
+        return self.keys, self.values
+
+
+def preallocated_cache(model: PreTrainedModel, capacity: int) -> DynamicCache:
+    """The cache ``model`` would build for itself, with each full-attention layer preallocated
+    for ``capacity`` positions (sliding-window and other layer kinds are kept as they are)."""
+    cache = DynamicCache(config=model.config)
+    cache.layers = [
+        PreallocatedLayer(capacity) if type(layer) is DynamicLayer else layer
+        for layer in cache.layers
+    ]
+    return cache
 
 
 @torch.no_grad()
@@ -82,7 +138,7 @@ def decode(
     positions = (mask.cumsum(dim=-1) - 1).clamp(min=0)  # (B, P)
     output = model(
         input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True,
-        logits_to_keep=1,
+        cache=preallocated_cache(model, input_ids.shape[1] + max_new_tokens), logits_to_keep=1,
     )  # fmt: skip
     sequences, position = input_ids, positions[:, -1:]  # (B, P), (B, 1)
     finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
