@@ -7,7 +7,11 @@ generations into oracle metrics. See `oracle.py` for the scores and `costs.py` f
 
 from safe_rlhf_lightning.benchmark.annotators import PreferenceLabels, SimulatedAnnotator
 from safe_rlhf_lightning.benchmark.costs import DEFAULT_COST_LIMIT
-from safe_rlhf_lightning.benchmark.evaluate import evaluate_responses, per_response_scores
+from safe_rlhf_lightning.benchmark.evaluate import (
+    evaluate_responses,
+    per_response_scores,
+    reward_error_breakdown,
+)
 from safe_rlhf_lightning.benchmark.generate import (
     MANIFEST_FILE,
     PREFERENCE_TEST_FILE,
@@ -42,4 +46,5 @@ __all__ = [
     "evaluate_responses",
     "generate_benchmark",
     "per_response_scores",
+    "reward_error_breakdown",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from statistics import fmean
 from typing import Any
@@ -90,3 +91,60 @@ def _score(
     infos = [oracle.prompt_info(p) for p in prompts]
     scores = [oracle.score_with_info(i, r) for i, r in zip(infos, responses, strict=True)]
     return infos, scores
+
+
+_PAIR_FLAGS = (("off_topic", "off-topic"), ("repeats", "repeated phrase"), ("fillers", "filler"))
+
+
+def reward_error_breakdown(
+    rows: Sequence[dict[str, Any]], better_temperature: float, oracle: Oracle | None = None
+) -> dict[str, Any]:
+    """Where a reward model's ranking of held-out pairs departs from the noise-free oracle.
+
+    ``rows``: the reward stage's ``scores.jsonl`` records (``prompt``, ``response_0/1``,
+    ``score_0/1``, ``oracle_response_0/1_helpfulness``). The annotators label a pair whose oracle
+    helpfulness differs by d in the oracle's favour with probability sigmoid(|d| / T), so a
+    ranking's *expected* accuracy against such labels is the mean over pairs of that probability
+    where it agrees with the oracle, one minus it where it does not, and 1/2 on oracle ties. The
+    oracle's own expected accuracy is the ceiling (the realised one moves with the label draw).
+    Pairs are grouped by what the helpfulness formula penalises in either response (off-topic
+    content, repeated phrases, filler; "plain": none), each with the share of pairs the model
+    orders against the oracle and the expected accuracy lost there (a share of all pairs).
+    """
+    if better_temperature <= 0:
+        raise ValueError(f"better_temperature must be > 0, got {better_temperature}")
+    oracle = oracle or Oracle()
+    ceiling = model = 0.0
+    groups: dict[str, dict[str, float]] = {}
+    for row in rows:
+        gap = row["oracle_response_0_helpfulness"] - row["oracle_response_1_helpfulness"]
+        if abs(gap) < 1e-9:
+            ceiling, model = ceiling + 0.5, model + 0.5
+            continue
+        p_agree = 1.0 / (1.0 + math.exp(-abs(gap) / better_temperature))
+        agrees = (row["score_0"] - row["score_1"] > 0) == (gap > 0)
+        ceiling += p_agree
+        model += p_agree if agrees else 1.0 - p_agree
+        terms = [oracle.helpfulness_terms(row["prompt"], row[f"response_{i}"]) for i in (0, 1)]
+        flags = [label for key, label in _PAIR_FLAGS if any(t[key] for t in terms)]
+        group = groups.setdefault(
+            " + ".join(flags) or "plain", {"pairs": 0, "against": 0, "lost": 0.0}
+        )
+        group["pairs"] += 1
+        if not agrees:
+            group["against"] += 1
+            group["lost"] += 2.0 * p_agree - 1.0
+    n = max(len(rows), 1)
+    return {
+        "num_pairs": len(rows),
+        "expected_ceiling": ceiling / n,
+        "expected_accuracy": model / n,
+        "groups": {
+            name: {
+                "pairs": int(g["pairs"]),
+                "against_oracle": g["against"] / g["pairs"],
+                "expected_accuracy_lost": g["lost"] / n,
+            }
+            for name, g in sorted(groups.items(), key=lambda item: -item[1]["lost"])
+        },
+    }

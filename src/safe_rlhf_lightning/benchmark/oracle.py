@@ -186,6 +186,24 @@ class Oracle:
             unrecognized_share=unmatched / len(words) if words else 0.0,
         )
 
+    def helpfulness_terms(self, prompt: str, response: str) -> dict[str, int]:
+        """How many phrases of each kind the helpfulness formula counts in ``response``:
+        ``on_topic`` and ``off_topic`` content phrases (distinct), ``repeats`` (extra occurrences
+        of a phrase), ``fillers`` (distinct) and ``unrecognised`` words. For diagnosing what a
+        learned reward model gets wrong; the score itself is ``score``'s."""
+        info = self.prompt_info(prompt)
+        matches, unmatched = self._matcher.find(normalize(response))
+        counts = Counter(p for p in matches if p.type != "connector")
+        content = [p for p in counts if p.type in _CONTENT_TYPES and info.topic is not None]
+        on_topic = sum(p.topic == info.topic for p in content)
+        return {
+            "on_topic": on_topic,
+            "off_topic": len(content) - on_topic,
+            "repeats": sum(n - 1 for n in counts.values()),
+            "fillers": sum(p.type == "filler" for p in counts),
+            "unrecognised": unmatched,
+        }
+
     def score_many(self, prompts: Sequence[str], responses: Sequence[str]) -> list[OracleScore]:
         if len(prompts) != len(responses):
             raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
