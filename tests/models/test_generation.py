@@ -151,3 +151,39 @@ def test_decoding_with_the_preallocated_cache_equals_the_concatenating_cache(
     torch.manual_seed(5)
     plain = decode(model, ids, mask, **options)
     assert torch.equal(ours[0], plain[0]) and torch.equal(ours[1], plain[1])
+
+
+@pytest.mark.parametrize("family", ["gpt2", "qwen2"])
+def test_preallocated_cache_in_other_model_families(family, monkeypatch):
+    """GPT-2 (learned positions, fused QKV) and Qwen2 (grouped KV heads): the same draws."""
+    from transformers import (
+        DynamicCache,
+        GPT2Config,
+        GPT2LMHeadModel,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+    )
+
+    from safe_rlhf_lightning.models import generation
+
+    torch.manual_seed(0)
+    if family == "gpt2":
+        model = GPT2LMHeadModel(GPT2Config(vocab_size=50, n_embd=32, n_layer=2, n_head=2))
+    else:
+        model = Qwen2ForCausalLM(Qwen2Config(
+            vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2))  # fmt: skip
+    model.eval()
+    layers = generation.preallocated_cache(model, 14).layers
+    assert len(layers) == 2 and all(isinstance(x, generation.PreallocatedLayer) for x in layers)
+    ids = torch.randint(3, 50, (3, 6))
+    mask = torch.ones_like(ids, dtype=torch.bool)
+    mask[1, :2] = False  # one left-padded row
+    options = dict(max_new_tokens=8, eos_token_id=-1, pad_token_id=0, return_logprobs=True)
+    torch.manual_seed(1)
+    ours = decode(model, ids, mask, **options)
+    monkeypatch.setattr(generation, "preallocated_cache",
+                        lambda model, capacity: DynamicCache(config=model.config))  # fmt: skip
+    torch.manual_seed(1)
+    plain = decode(model, ids, mask, **options)
+    assert torch.equal(ours[0], plain[0]) and torch.equal(ours[1], plain[1])
