@@ -137,32 +137,17 @@ def test_preallocated_cache_layer_holds_what_concatenation_holds():
 def test_decoding_with_the_preallocated_cache_equals_the_concatenating_cache(
     model_and_prompts, monkeypatch
 ):
-    from transformers import DynamicCache
-
-    from safe_rlhf_lightning.models import generation
-
     model, ids, mask = model_and_prompts
-    options = dict(max_new_tokens=10, eos_token_id=-1, pad_token_id=0, temperature=0.7,
-                   return_logprobs=True)  # fmt: skip
-    torch.manual_seed(5)
-    ours = decode(model, ids, mask, **options)
-    monkeypatch.setattr(generation, "preallocated_cache",
-                        lambda model, capacity: DynamicCache(config=model.config))  # fmt: skip
-    torch.manual_seed(5)
-    plain = decode(model, ids, mask, **options)
+    ours, plain = _decode_with_and_without_preallocation(
+        model, ids, mask, monkeypatch, seed=5, max_new_tokens=10, temperature=0.7
+    )
     assert torch.equal(ours[0], plain[0]) and torch.equal(ours[1], plain[1])
 
 
 @pytest.mark.parametrize("family", ["gpt2", "qwen2"])
 def test_preallocated_cache_in_other_model_families(family, monkeypatch):
     """GPT-2 (learned positions, fused QKV) and Qwen2 (grouped KV heads): the same draws."""
-    from transformers import (
-        DynamicCache,
-        GPT2Config,
-        GPT2LMHeadModel,
-        Qwen2Config,
-        Qwen2ForCausalLM,
-    )
+    from transformers import GPT2Config, GPT2LMHeadModel, Qwen2Config, Qwen2ForCausalLM
 
     from safe_rlhf_lightning.models import generation
 
@@ -179,11 +164,23 @@ def test_preallocated_cache_in_other_model_families(family, monkeypatch):
     ids = torch.randint(3, 50, (3, 6))
     mask = torch.ones_like(ids, dtype=torch.bool)
     mask[1, :2] = False  # one left-padded row
-    options = dict(max_new_tokens=8, eos_token_id=-1, pad_token_id=0, return_logprobs=True)
-    torch.manual_seed(1)
+    ours, plain = _decode_with_and_without_preallocation(
+        model, ids, mask, monkeypatch, seed=1, max_new_tokens=8
+    )
+    assert torch.equal(ours[0], plain[0]) and torch.equal(ours[1], plain[1])
+
+
+def _decode_with_and_without_preallocation(model, ids, mask, monkeypatch, seed, **options):
+    """(tokens, log-probs) sampled with the same seed twice: with the preallocated cache, then
+    with transformers' own concatenating one."""
+    from transformers import DynamicCache
+
+    from safe_rlhf_lightning.models import generation
+
+    options = dict(eos_token_id=-1, pad_token_id=0, return_logprobs=True, **options)
+    torch.manual_seed(seed)
     ours = decode(model, ids, mask, **options)
     monkeypatch.setattr(generation, "preallocated_cache",
                         lambda model, capacity: DynamicCache(config=model.config))  # fmt: skip
-    torch.manual_seed(1)
-    plain = decode(model, ids, mask, **options)
-    assert torch.equal(ours[0], plain[0]) and torch.equal(ours[1], plain[1])
+    torch.manual_seed(seed)
+    return ours, decode(model, ids, mask, **options)

@@ -58,8 +58,9 @@ class PreallocatedLayer(DynamicLayer):
     copies the whole cache at every step (on CPU, a third of the decoding time of a ~25M-parameter
     model at batch 16, most of it allocating). Here a step writes its states in place and the
     layer hands out views of the filled part: the same keys and values, in the same order, so the
-    attention and its results are unchanged. Past ``capacity`` (or once something outside the
-    decoding loop has replaced the views, e.g. ``crop``) it falls back to concatenating.
+    attention and its results are unchanged. ``crop`` keeps views of the buffer, so decoding goes
+    on in place after it; past ``capacity``, or once the views are replaced by copies (e.g.
+    ``batch_select_indices``), it falls back to concatenating.
     """
 
     def __init__(self, capacity: int) -> None:
