@@ -138,3 +138,6 @@ def test_reward_error_breakdown_expected_accuracies_by_hand():
     }  # fmt: skip
     with pytest.raises(ValueError, match="better_temperature"):
         reward_error_breakdown(rows, better_temperature=0.0)
+    del rows[1]["oracle_response_1_helpfulness"]
+    with pytest.raises(ValueError, match="record 1 lacks oracle_response_1_helpfulness"):
+        reward_error_breakdown(rows, better_temperature=0.5)

@@ -93,6 +93,8 @@ def _score(
     return infos, scores
 
 
+_BREAKDOWN_KEYS = ("prompt", "response_0", "response_1", "score_0", "score_1",
+                   "oracle_response_0_helpfulness", "oracle_response_1_helpfulness")  # fmt: skip
 _PAIR_FLAGS = (("off_topic", "off-topic"), ("repeats", "repeated phrase"), ("fillers", "filler"))
 
 
@@ -116,7 +118,13 @@ def reward_error_breakdown(
     oracle = oracle or Oracle()
     ceiling = model = 0.0
     groups: dict[str, dict[str, float]] = {}
-    for row in rows:
+    for index, row in enumerate(rows):
+        missing = [key for key in _BREAKDOWN_KEYS if key not in row]
+        if missing:
+            raise ValueError(
+                f"record {index} lacks {', '.join(missing)}: the breakdown needs a reward stage's "
+                "scores.jsonl on the embedded benchmark (other data has no oracle scores)"
+            )
         gap = row["oracle_response_0_helpfulness"] - row["oracle_response_1_helpfulness"]
         if abs(gap) < 1e-9:
             ceiling, model = ceiling + 0.5, model + 0.5
