@@ -237,8 +237,8 @@ def compose(overrides: list[str]):
 
 
 def run_one(stage: str, args: argparse.Namespace) -> dict:
-    from safe_rlhf_lightning.cli.components import extra_callbacks
     from safe_rlhf_lightning.cli.runner import run_stage
+    from safe_rlhf_lightning.cli.trainer import extra_callbacks
 
     cuda = args.device == "cuda"
     work = args.work_dir.resolve()

@@ -44,22 +44,31 @@ def build_models(a, vocab_size: int, tokenizer):
     from safe_rlhf_lightning.models import ScoreModel
 
     config = LlamaConfig(
-        vocab_size=vocab_size, hidden_size=a.hidden_size, num_hidden_layers=a.layers,
-        num_attention_heads=a.heads, num_key_value_heads=a.heads,
+        vocab_size=vocab_size,
+        hidden_size=a.hidden_size,
+        num_hidden_layers=a.layers,
+        num_attention_heads=a.heads,
+        num_key_value_heads=a.heads,
         intermediate_size=a.intermediate,
         max_position_embeddings=max(256, a.prompt_max_tokens + a.response_length + 8),
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=False,
-    )  # fmt: skip
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=False,
+    )
     torch.manual_seed(a.seed)
     actor = LlamaForCausalLM(config)
     reference = LlamaForCausalLM(config)
     reference.load_state_dict(actor.state_dict())
     scores = {
         name: ScoreModel(LlamaForCausalLM(config), score_type=kind)
-        for name, kind in (("reward", "reward"), ("cost", "cost"),
-                           ("reward_critic", "critic"), ("cost_critic", "critic"))
-    }  # fmt: skip
+        for name, kind in (
+            ("reward", "reward"),
+            ("cost", "cost"),
+            ("reward_critic", "critic"),
+            ("cost_critic", "critic"),
+        )
+    }
     return actor, reference, scores
 
 
@@ -97,8 +106,8 @@ def main(argv=None) -> dict:
     import pytorch_lightning as pl
     import transformers
 
+    from safe_rlhf_lightning.config import PPOStageConfig
     from safe_rlhf_lightning.lagrange import LearnedLambda
-    from safe_rlhf_lightning.rollout import SamplingOptions
     from safe_rlhf_lightning.stages import PPOLagrangianModule, updates_per_rollout
 
     transformers.logging.set_verbosity_error()
@@ -110,15 +119,33 @@ def main(argv=None) -> dict:
     if shared_critic:
         scores["reward_critic"] = scores["reward_critic"].with_extra_head()
         del scores["cost_critic"]
+    config = PPOStageConfig(
+        max_new_tokens=a.response_length,
+        temperature=0.7,
+        max_steps=a.steps,
+        update_epochs=a.ppo_epochs,
+        minibatch_size=minibatch,
+        batch_size=a.batch_size,
+        num_return_sequences=1,
+        lr=3e-6,
+        critic_lr=3e-6,
+        lr_scheduler="constant",
+        lr_warmup_ratio=0.0,
+        logprobs_from_generation=from_generation,
+        fused_optimizer=fused,
+    )
     module = PPOLagrangianModule(
-        actor, reference, scores["reward"], scores["cost"], scores["reward_critic"],
-        scores.get("cost_critic"), LearnedLambda(cost_limit=0.0),
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-        sampling=SamplingOptions(max_new_tokens=a.response_length, temperature=0.7),
-        max_ppo_steps=a.steps, update_epochs=a.ppo_epochs, minibatch_size=minibatch,
-        lr=3e-6, critic_lr=3e-6, lr_scheduler="constant", lr_warmup_ratio=0.0,
-        logprobs_from_generation=from_generation, fused_optimizer=fused,
-    )  # fmt: skip
+        actor,
+        reference,
+        scores["reward"],
+        scores["cost"],
+        scores["reward_critic"],
+        scores.get("cost_critic"),
+        LearnedLambda(cost_limit=0.0),
+        config,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     ends: list[float] = []
 
     class StepTimer(pl.Callback):
@@ -130,10 +157,15 @@ def main(argv=None) -> dict:
 
     updates = updates_per_rollout(a.batch_size, a.ppo_epochs, minibatch)
     trainer = pl.Trainer(
-        accelerator="cpu", devices=1, max_steps=a.steps * updates, logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        accelerator="cpu",
+        devices=1,
+        max_steps=a.steps * updates,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
         callbacks=[StepTimer()],
-    )  # fmt: skip
+    )
     batches = prompt_batches(tokenizer, a)
     setup_s = time.perf_counter() - started
     trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader(batches, batch_size=None))

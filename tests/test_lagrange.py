@@ -6,15 +6,18 @@ import statistics
 
 import pytest
 import torch
+from hydra.errors import ConfigCompositionException
 
+from safe_rlhf_lightning.cli.schedules import build_schedule
+from safe_rlhf_lightning.config import ConfigError
 from safe_rlhf_lightning.lagrange import (
     FixedLambda,
     LambdaSchedule,
     LearnedLambda,
     NoLambda,
     PIDLambda,
-    build_lambda_schedule,
 )
+from tests.conftest import compose_run_config
 
 
 def costs(value: float, n: int = 4) -> torch.Tensor:
@@ -218,23 +221,28 @@ def test_two_stream_schedules_do_not_shape_scores(cls):
 @pytest.mark.parametrize(
     ("name", "options", "cls", "lambda_value"),
     [
-        ("learned", {"init": 2.0}, LearnedLambda, 2.0),
-        ("pid", {"init": 0.5, "kd": 0.0}, PIDLambda, 0.5),
-        ("fixed", {"nu": 1.5}, FixedLambda, 1.5),
-        ("none", {}, NoLambda, 0.0),
+        ("learned", ["lambda_schedule.init=2.0"], LearnedLambda, 2.0),
+        ("pid", ["lambda_schedule.init=0.5", "lambda_schedule.kd=0.0"], PIDLambda, 0.5),
+        ("fixed", ["lambda_schedule.nu=1.5"], FixedLambda, 1.5),
+        ("none", [], NoLambda, 0.0),
     ],
 )
-def test_build_lambda_schedule(name, options, cls, lambda_value):
-    schedule = build_lambda_schedule(name, 0.0, **options)
+def test_build_lambda_schedule(name, options, cls, lambda_value, tmp_path):
+    """Each option of the ``lambda_schedule`` group, built the one way: Hydra's instantiate."""
+    cfg = compose_run_config(["stage=ppo_lag", f"lambda_schedule={name}", *options], tmp_path)
+    schedule = build_schedule(cfg)
     assert type(schedule) is cls
     assert schedule.lambda_value == lambda_value
 
 
-def test_build_lambda_schedule_names_the_key_on_errors():
-    with pytest.raises(ValueError, match=r"lambda_schedule\.name .*'learned'.*got 'lagrange'"):
-        build_lambda_schedule("lagrange", 0.0)
-    with pytest.raises(ValueError, match=r"lambda_schedule\.lr is not an option of the 'pid'"):
-        build_lambda_schedule("pid", 0.0, lr=0.1)
+def test_build_lambda_schedule_names_the_key_on_errors(tmp_path):
+    with pytest.raises(ConfigCompositionException, match=r"lambda_schedule.*lagrange"):
+        compose_run_config(["stage=ppo_lag", "lambda_schedule=lagrange"], tmp_path)
+    cfg = compose_run_config(
+        ["stage=ppo_lag", "lambda_schedule=pid", "+lambda_schedule.lr=0.1"], tmp_path
+    )
+    with pytest.raises(ConfigError, match=r"config key 'lambda_schedule'.*\blr\b"):
+        build_schedule(cfg)
 
 
 @pytest.mark.parametrize(

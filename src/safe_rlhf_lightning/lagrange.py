@@ -18,7 +18,6 @@ the end costs gathered from all ranks so that every rank computes the same λ.
 
 from __future__ import annotations
 
-import inspect
 import math
 from abc import ABC, abstractmethod
 from collections import deque
@@ -239,12 +238,22 @@ class PIDLambda(LambdaSchedule):
         if step >= self.update_delay and self.episode_costs:
             s = self.state
             self.state = pid_lambda(
-                episode_cost, self.cost_limit, s.integral, s.smoothed_delta, s.smoothed_cost,
-                **self.gains, lambda_max=self.lambda_max,
-            )  # fmt: skip
+                episode_cost,
+                self.cost_limit,
+                s.integral,
+                s.smoothed_delta,
+                s.smoothed_cost,
+                **self.gains,
+                lambda_max=self.lambda_max,
+            )
         s = self.state
-        return {"lambda": s.lambda_value, "episode_cost": episode_cost,
-                "pid_p": s.p_term, "pid_i": s.i_term, "pid_d": s.d_term}  # fmt: skip
+        return {
+            "lambda": s.lambda_value,
+            "episode_cost": episode_cost,
+            "pid_p": s.p_term,
+            "pid_i": s.i_term,
+            "pid_d": s.d_term,
+        }
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "pid": self.state._asdict()}
@@ -301,29 +310,3 @@ class NoLambda(LambdaSchedule):
 
     def update(self, episode_costs: Tensor, step: int) -> dict[str, float]:
         return {"lambda": 0.0, "episode_cost": self._record(episode_costs)}
-
-
-SCHEDULES: dict[str, type[LambdaSchedule]] = {
-    "learned": LearnedLambda,
-    "pid": PIDLambda,
-    "fixed": FixedLambda,
-    "none": NoLambda,
-}
-
-
-def build_lambda_schedule(name: str, cost_limit: float, **options: Any) -> LambdaSchedule:
-    """The schedule called ``name`` ("learned", "pid", "fixed", "none") with its options.
-
-    ``cost_limit`` is passed to the two-stream schedules; "fixed" and "none" ignore it.
-    """
-    if name not in SCHEDULES:
-        raise ValueError(f"lambda_schedule.name must be one of {sorted(SCHEDULES)}, got {name!r}")
-    cls = SCHEDULES[name]
-    known = set(inspect.signature(cls).parameters) - {"cost_limit"}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise ValueError(
-            f"lambda_schedule.{unknown[0]} is not an option of the {name!r} schedule; "
-            f"its options are {sorted(known)}"
-        )
-    return cls(cost_limit, **options) if cls.two_streams else cls(**options)

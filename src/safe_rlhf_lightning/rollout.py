@@ -9,7 +9,7 @@ does, so that the left padding of prompts changes nothing.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -39,11 +39,24 @@ class Rollout(NamedTuple):
 
 
 class SamplingOptions(NamedTuple):
-    max_new_tokens: int = 48
+    """Sampling settings of a rollout (the PPO stage builds them from its config)."""
+
+    max_new_tokens: int
     temperature: float = 1.0
     top_p: float = 1.0
     repetition_penalty: float = 1.0
     num_return_sequences: int = 1
+
+
+def sampling_options(config: Any) -> SamplingOptions:
+    """The rollouts' sampling settings of a PPO stage config (``PPOStageConfig``)."""
+    return SamplingOptions(
+        max_new_tokens=config.max_new_tokens,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        repetition_penalty=config.repetition_penalty,
+        num_return_sequences=config.num_return_sequences,
+    )
 
 
 def response_mask_until_eos(response_ids: Tensor, eos_token_id: int) -> Tensor:

@@ -104,7 +104,7 @@ def test_wrong_type_fails_naming_the_key(tmp_path):
         (["stage=ppo_lag", "stage.minibatch_size=0"], "stage.minibatch_size"),
         (["stage=ppo_lag", "stage.top_p=0"], "stage.top_p"),
         (["stage=ppo_lag", "stage.kl_coef=-0.1"], "stage.kl_coef"),
-        (["stage=ppo_lag", "~lambda_schedule._target_"], "lambda_schedule"),
+        (["stage=ppo_lag", "lambda_schedule.window=0"], "lambda_schedule"),
     ],
 )
 def test_bad_values_fail_before_any_model_is_built(override, key, tmp_path):

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 
-from safe_rlhf_lightning.cli.components import build_loggers, choose_wandb_offline
+from safe_rlhf_lightning.cli.loggers import build_loggers, choose_wandb_offline
 from safe_rlhf_lightning.cli.runner import run_stage, validate_config
 from safe_rlhf_lightning.cli.train import CONF_DIR
 from tests.conftest import TINY_TEST_MODEL, compose_run_config
@@ -212,16 +212,23 @@ def test_ppo_stage_logs_sample_tables_to_wandb(
 
     cfg = compose_run_config(
         [
-            "stage=ppo_lag", "debug=fast", "logger=wandb", "stage.max_steps=2",
-            "stage.batch_size=2", "stage.num_return_sequences=2", "stage.max_new_tokens=8",
-            "stage.minibatch_size=4", "stage.eval_limit=0", "stage.log_samples_every=1",
+            "stage=ppo_lag",
+            "debug=fast",
+            "logger=wandb",
+            "stage.max_steps=2",
+            "stage.batch_size=2",
+            "stage.num_return_sequences=2",
+            "stage.max_new_tokens=8",
+            "stage.minibatch_size=4",
+            "stage.eval_limit=0",
+            "stage.log_samples_every=1",
             f"stage.actor_init={model_folders / 'sft'}",
             f"stage.reward_model={model_folders / 'reward'}",
             f"stage.cost_model={model_folders / 'cost'}",
         ],
         tmp_path,
         benchmark_dir,
-    )  # fmt: skip
+    )
     run_stage(cfg)
     wandb.finish()
     (run,) = (tmp_path / "run" / "wandb").glob("offline-run-*")

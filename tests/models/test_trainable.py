@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from safe_rlhf_lightning.cli.components import prepare_trained_model
+from safe_rlhf_lightning.cli.models import prepare_trained_model
 from safe_rlhf_lightning.config import ConfigError, LoraConfig, ModelConfig
 from safe_rlhf_lightning.functional import sft_loss
 from safe_rlhf_lightning.models import (
@@ -68,8 +68,9 @@ def test_checkpointing_gives_the_gradients_of_a_plain_backward(lora, small_token
     mask = torch.ones_like(ids, dtype=torch.bool)
     grads = []
     for checkpointing in (False, True):
-        lm = prepare_trainable(tiny_lm(small_tokenizer), gradient_checkpointing=checkpointing,
-                               lora=lora)  # fmt: skip
+        lm = prepare_trainable(
+            tiny_lm(small_tokenizer), gradient_checkpointing=checkpointing, lora=lora
+        )
         torch.manual_seed(1)  # the score head is drawn from the global RNG
         critic = ScoreModel(tiny_lm(small_tokenizer, seed=1), score_type="critic")
         prepare_trainable(critic, gradient_checkpointing=checkpointing, lora=lora)
@@ -82,19 +83,22 @@ def test_checkpointing_gives_the_gradients_of_a_plain_backward(lora, small_token
                 randomize_lora_b(model)
         calls = count_checkpoints(lm, critic)
         lm.train(), critic.train()
-        loss, _ = sft_loss(lm(input_ids=ids, attention_mask=mask, use_cache=False).logits, ids,
-                           mask)  # fmt: skip
+        loss, _ = sft_loss(
+            lm(input_ids=ids, attention_mask=mask, use_cache=False).logits, ids, mask
+        )
         values = critic(ids, mask).scores
         (loss + values.square().mean()).backward()
         if checkpointing:
             # Not vacuous: every decoder layer of both models went through the checkpoint.
             assert len(calls) == 2 * SIZE["num_layers"]
-        grads.append({
-            f"{owner}.{name}": parameter.grad
-            for owner, model in (("lm", lm), ("critic", critic))
-            for name, parameter in model.named_parameters()
-            if parameter.requires_grad
-        })  # fmt: skip
+        grads.append(
+            {
+                f"{owner}.{name}": parameter.grad
+                for owner, model in (("lm", lm), ("critic", critic))
+                for name, parameter in model.named_parameters()
+                if parameter.requires_grad
+            }
+        )
     plain, checkpointed = grads
     assert plain.keys() == checkpointed.keys()
     if lora is not None:
@@ -117,8 +121,11 @@ def test_sampling_with_checkpointing_on_gives_the_same_tokens(small_tokenizer):
     # decode straight on a model left in training mode: no gradient, so no checkpoint either,
     # and the KV cache is used as always.
     encoded = small_tokenizer(prompts, padding=True, padding_side="left", return_tensors="pt")
-    options = {"max_new_tokens": 12, "eos_token_id": small_tokenizer.eos_token_id,
-               "pad_token_id": small_tokenizer.pad_token_id}  # fmt: skip
+    options = {
+        "max_new_tokens": 12,
+        "eos_token_id": small_tokenizer.eos_token_id,
+        "pad_token_id": small_tokenizer.pad_token_id,
+    }
     tokens = []
     for model in (plain.eval(), checkpointed.train()):
         torch.manual_seed(4)

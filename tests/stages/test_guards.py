@@ -54,12 +54,13 @@ class _NaNReward(torch.nn.Module):
 
 def _ppo(small_tokenizer, benchmark_dir, **options):
     module = make_module(
-        small_tokenizer, LearnedLambda(cost_limit=-10.0, lr=0.5), max_ppo_steps=3, **options
+        small_tokenizer, LearnedLambda(cost_limit=-10.0, lr=0.5), max_steps=3, **options
     )
     module.reward_model = _NaNReward(module.reward_model, good=1)  # the 2nd rollout is NaN
     before = {n: p.detach().clone() for n, p in module.actor.named_parameters()}
-    prompts = PromptDataModule(small_tokenizer, ["benchmark-prompts/train:0.01"], [],
-                               data_root=benchmark_dir, batch_size=4)  # fmt: skip
+    prompts = PromptDataModule(
+        small_tokenizer, ["benchmark-prompts/train:0.01"], [], data_root=benchmark_dir, batch_size=4
+    )
     trainer = quick_trainer(max_steps=10 * updates_per_rollout(8, 2, 4))
     return module, before, trainer, prompts.train_dataloader()
 
@@ -97,12 +98,22 @@ def test_sft_stage_stops_on_nan_with_its_last_checkpoint_intact(
 
     monkeypatch.setattr(sft_module, "sft_loss", nan_after_five)
     cfg = compose_run_config(
-        ["stage=sft", "debug=fast", "stage.max_steps=10", "stage.checkpoint_every=2",
-         "stage.eval_limit=0", "trainer.limit_val_batches=0", "logger=none",
-         "model.tiny.hidden_size=32", "model.tiny.num_layers=1", "model.tiny.num_heads=2",
-         "model.tiny.intermediate_size=64"],
-        tmp_path, benchmark_dir,
-    )  # fmt: skip
+        [
+            "stage=sft",
+            "debug=fast",
+            "stage.max_steps=10",
+            "stage.checkpoint_every=2",
+            "stage.eval_limit=0",
+            "trainer.limit_val_batches=0",
+            "logger=none",
+            "model.tiny.hidden_size=32",
+            "model.tiny.num_layers=1",
+            "model.tiny.num_heads=2",
+            "model.tiny.intermediate_size=64",
+        ],
+        tmp_path,
+        benchmark_dir,
+    )
     with pytest.raises(NonFiniteError, match="step 5"):
         run_stage(cfg)
     run_dir = tmp_path / "run"

@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM
 from safe_rlhf_lightning.cli import ppo as ppo_runner
 from safe_rlhf_lightning.cli import preference as preference_runner
 from safe_rlhf_lightning.cli import sft as sft_runner
-from safe_rlhf_lightning.cli.components import prepare_trained_model
+from safe_rlhf_lightning.cli.models import prepare_trained_model
 from safe_rlhf_lightning.cli.runner import run_stage, validate_config
 from safe_rlhf_lightning.models import ScoreModel, has_lora
 from tests.conftest import TINY_TEST_MODEL, compose_run_config
@@ -27,11 +27,13 @@ def recording(stage_class, built: list[dict]):
     class Recording(stage_class):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
-            built.append({
-                "module": self,
-                "before": {n: p.detach().clone() for n, p in self.named_parameters()},
-                "trained": {n for n, p in self.named_parameters() if p.requires_grad},
-            })  # fmt: skip
+            built.append(
+                {
+                    "module": self,
+                    "before": {n: p.detach().clone() for n, p in self.named_parameters()},
+                    "trained": {n for n, p in self.named_parameters() if p.requires_grad},
+                }
+            )
 
     return Recording
 
@@ -66,8 +68,9 @@ def merged_from_checkpoint(model, state: dict, prefix: str, typed):
     """``model`` (the stage's starting weights) with the run's LoRA and the checkpoint's weights
     under ``prefix``: the trained model as it was before its adapters were merged."""
     prepare_trained_model(model, typed.model)
-    model.load_state_dict({k.removeprefix(prefix): v for k, v in state.items()
-                           if k.startswith(prefix)})  # fmt: skip
+    model.load_state_dict(
+        {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+    )
     assert has_lora(model)
     return model.eval()
 
@@ -82,8 +85,14 @@ def test_sft_with_lora_trains_adapters_only_saves_the_merged_model_and_resumes(
     tmp_path, benchmark_dir, monkeypatch, caplog, token_batch
 ):
     built = capture_module(monkeypatch, sft_runner, "SFTModule")
-    overrides = ["debug=fast", "stage.max_steps=2", "stage.lr_scheduler=constant",
-                 "stage.eval_limit=0", *TINY_TEST_MODEL, *LORA]  # fmt: skip
+    overrides = [
+        "debug=fast",
+        "stage.max_steps=2",
+        "stage.lr_scheduler=constant",
+        "stage.eval_limit=0",
+        *TINY_TEST_MODEL,
+        *LORA,
+    ]
     cfg = compose_run_config(overrides, tmp_path, benchmark_dir)
     run_stage(cfg)
     run_dir = tmp_path / "run"
@@ -114,8 +123,14 @@ def test_cost_model_with_lora_trains_adapters_and_a_new_head_and_saves_a_plain_f
     model_folders, tmp_path, benchmark_dir, monkeypatch, token_batch
 ):
     built = capture_module(monkeypatch, preference_runner, "MODULES")
-    overrides = ["stage=cost", "debug=fast", "stage.max_steps=2", "stage.eval_limit=0",
-                 f"stage.init_from={model_folders / 'sft'}", *LORA]  # fmt: skip
+    overrides = [
+        "stage=cost",
+        "debug=fast",
+        "stage.max_steps=2",
+        "stage.eval_limit=0",
+        f"stage.init_from={model_folders / 'sft'}",
+        *LORA,
+    ]
     cfg = compose_run_config(overrides, tmp_path, benchmark_dir)
     run_stage(cfg)
     run_dir = tmp_path / "run"
@@ -127,8 +142,9 @@ def test_cost_model_with_lora_trains_adapters_and_a_new_head_and_saves_a_plain_f
     trained = merged_from_checkpoint(start, state, "model.", validate_config(cfg))
     ids, mask = token_batch
     with torch.no_grad():
-        torch.testing.assert_close(saved(ids, mask).end_scores, trained(ids, mask).end_scores,
-                                   atol=1e-5, rtol=1e-5)  # fmt: skip
+        torch.testing.assert_close(
+            saved(ids, mask).end_scores, trained(ids, mask).end_scores, atol=1e-5, rtol=1e-5
+        )
 
 
 def test_ppo_lagrangian_with_lora_trains_adapters_and_heads_and_leaves_frozen_models_alone(
@@ -136,13 +152,22 @@ def test_ppo_lagrangian_with_lora_trains_adapters_and_heads_and_leaves_frozen_mo
 ):
     built = capture_module(monkeypatch, ppo_runner, "PPOLagrangianModule")
     overrides = [
-        "stage=ppo_lag", "debug=fast", "lambda_schedule=learned", "stage.max_steps=2",
-        "stage.batch_size=4", "stage.num_return_sequences=2", "stage.max_new_tokens=8",
-        "stage.minibatch_size=8", "stage.update_epochs=1", "stage.eval_limit=0",
-        "stage.save_critics=true", f"stage.actor_init={model_folders / 'sft'}",
+        "stage=ppo_lag",
+        "debug=fast",
+        "lambda_schedule=learned",
+        "stage.max_steps=2",
+        "stage.batch_size=4",
+        "stage.num_return_sequences=2",
+        "stage.max_new_tokens=8",
+        "stage.minibatch_size=8",
+        "stage.update_epochs=1",
+        "stage.eval_limit=0",
+        "stage.save_critics=true",
+        f"stage.actor_init={model_folders / 'sft'}",
         f"stage.reward_model={model_folders / 'reward'}",
-        f"stage.cost_model={model_folders / 'cost'}", *LORA,
-    ]  # fmt: skip
+        f"stage.cost_model={model_folders / 'cost'}",
+        *LORA,
+    ]
     cfg = compose_run_config(overrides, tmp_path, benchmark_dir)
     run_stage(cfg)
     run_dir = tmp_path / "run"
@@ -168,8 +193,7 @@ def test_ppo_lagrangian_with_lora_trains_adapters_and_heads_and_leaves_frozen_mo
         AutoModelForCausalLM.from_pretrained(model_folders / "sft"), state, "actor.", typed
     )
     with torch.no_grad():
-        torch.testing.assert_close(saved_actor(ids).logits, actor(ids).logits, atol=1e-5,
-                                   rtol=1e-5)  # fmt: skip
+        torch.testing.assert_close(saved_actor(ids).logits, actor(ids).logits, atol=1e-5, rtol=1e-5)
     for name, start in (("reward_critic", "reward"), ("cost_critic", "cost")):
         saved = ScoreModel.from_pretrained(run_dir / name)
         critic = ScoreModel.from_pretrained(
@@ -177,8 +201,9 @@ def test_ppo_lagrangian_with_lora_trains_adapters_and_heads_and_leaves_frozen_mo
         )
         critic = merged_from_checkpoint(critic, state, f"{name}.", typed)
         with torch.no_grad():
-            torch.testing.assert_close(saved(ids, mask).scores, critic(ids, mask).scores,
-                                       atol=1e-5, rtol=1e-5)  # fmt: skip
+            torch.testing.assert_close(
+                saved(ids, mask).scores, critic(ids, mask).scores, atol=1e-5, rtol=1e-5
+            )
 
     cfg = compose_run_config([*overrides, "stage.max_steps=3"], tmp_path, benchmark_dir)
     with caplog.at_level("INFO"):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from safe_rlhf_lightning.cli.runner import run_stage
-from safe_rlhf_lightning.config import ConfigError
+from safe_rlhf_lightning.config import ConfigError, PPOStageConfig
 from safe_rlhf_lightning.data import PromptDataModule
 from safe_rlhf_lightning.lagrange import FixedLambda, LearnedLambda, NoLambda, PIDLambda
 from safe_rlhf_lightning.models import ScoreModel, build_tiny_causal_lm, train_bpe_tokenizer
@@ -53,10 +53,15 @@ def test_rollout_logprobs_match_the_sampling_distribution(small_tokenizer):
     encoded = small_tokenizer(prompts, padding=True, padding_side="left", return_tensors="pt")
     assert encoded["attention_mask"][1, 0] == 0  # the second prompt really is left padded
     out = actor.generate(
-        **encoded, do_sample=True, max_new_tokens=6, top_k=0, output_logits=True,
-        return_dict_in_generate=True, pad_token_id=small_tokenizer.pad_token_id,
+        **encoded,
+        do_sample=True,
+        max_new_tokens=6,
+        top_k=0,
+        output_logits=True,
+        return_dict_in_generate=True,
+        pad_token_id=small_tokenizer.pad_token_id,
         eos_token_id=small_tokenizer.eos_token_id,
-    )  # fmt: skip
+    )
     prompt_length = encoded["input_ids"].shape[1]
     response = out.sequences[:, prompt_length:]
     mask = response_mask_until_eos(response, small_tokenizer.eos_token_id)
@@ -69,14 +74,21 @@ def test_rollout_logprobs_match_the_sampling_distribution(small_tokenizer):
 
 def test_sample_shapes_and_masks(small_tokenizer):
     actor = tiny_lm(small_tokenizer)
-    encoded = small_tokenizer(["USER: a ASSISTANT:", "USER: b c d ASSISTANT:"], padding=True,
-                              padding_side="left", return_tensors="pt")  # fmt: skip
+    encoded = small_tokenizer(
+        ["USER: a ASSISTANT:", "USER: b c d ASSISTANT:"],
+        padding=True,
+        padding_side="left",
+        return_tensors="pt",
+    )
     batch = PromptBatch(encoded["input_ids"], encoded["attention_mask"].bool())
     options = SamplingOptions(max_new_tokens=5, num_return_sequences=3)
     ids, mask, response_mask = sample(
-        actor, batch, options, eos_token_id=small_tokenizer.eos_token_id,
+        actor,
+        batch,
+        options,
+        eos_token_id=small_tokenizer.eos_token_id,
         pad_token_id=small_tokenizer.pad_token_id,
-    )  # fmt: skip
+    )
     assert ids.shape[0] == 6 and response_mask.shape[1] <= 5
     assert torch.equal(ids[0, : batch.input_ids.shape[1]], batch.input_ids[0])  # rows 0-2: prompt 0
     assert torch.equal(ids[3, : batch.input_ids.shape[1]], batch.input_ids[1])
@@ -85,8 +97,9 @@ def test_sample_shapes_and_masks(small_tokenizer):
 
 
 def test_retokenizer_scores_the_same_text(small_tokenizer):
-    other = train_bpe_tokenizer(["a different corpus of words for another tokenizer"] * 5,
-                                vocab_size=300)  # fmt: skip
+    other = train_bpe_tokenizer(
+        ["a different corpus of words for another tokenizer"] * 5, vocab_size=300
+    )
     model = score_model(other, "reward", seed=1).eval()
     texts = ["USER: How do I bake bread? ASSISTANT: Knead the dough."]
     encoded = small_tokenizer(texts, return_tensors="pt")
@@ -97,23 +110,38 @@ def test_retokenizer_scores_the_same_text(small_tokenizer):
     torch.testing.assert_close(ours, expected)
 
 
-def make_module(tokenizer, schedule, **overrides):
-    actor = tiny_lm(tokenizer, seed=0)
-    reward_model = score_model(tokenizer, "reward", seed=1)
-    cost_model = score_model(tokenizer, "cost", seed=2)
-    options = {
-        "eos_token_id": tokenizer.eos_token_id,
-        "pad_token_id": tokenizer.pad_token_id,
-        "sampling": SamplingOptions(max_new_tokens=8, num_return_sequences=2),
+MODULE_ARGUMENTS = ("decode", "observer", "sample_sink")
+
+
+def ppo_config(**fields) -> PPOStageConfig:
+    """The tests' PPO settings: a few tokens, two responses per prompt, two minibatches."""
+    settings = {
+        "max_new_tokens": 8,
+        "num_return_sequences": 2,
         "update_epochs": 2,
         "minibatch_size": 4,
         "lr": 1e-2,
         "critic_lr": 1e-2,
         "lr_scheduler": "constant",
         "lr_warmup_ratio": 0.0,
-        "decode": lambda ids: tokenizer.batch_decode(ids, skip_special_tokens=True),
-        **overrides,
+        **fields,
     }
+    return PPOStageConfig(**settings)
+
+
+def make_module(tokenizer, schedule, **overrides):
+    """A module on tiny random models; ``overrides`` are PPOStageConfig fields or the module's
+    ``decode``, ``observer`` and ``sample_sink``."""
+    actor = tiny_lm(tokenizer, seed=0)
+    reward_model = score_model(tokenizer, "reward", seed=1)
+    cost_model = score_model(tokenizer, "cost", seed=2)
+    options = {
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+        "decode": lambda ids: tokenizer.batch_decode(ids, skip_special_tokens=True),
+        **{k: v for k, v in overrides.items() if k in MODULE_ARGUMENTS},
+    }
+    config = ppo_config(**{k: v for k, v in overrides.items() if k not in MODULE_ARGUMENTS})
     two = schedule.two_streams
     return PPOLagrangianModule(
         actor,
@@ -123,6 +151,7 @@ def make_module(tokenizer, schedule, **overrides):
         ScoreModel(tiny_lm(tokenizer, seed=3), score_type="critic"),
         ScoreModel(tiny_lm(tokenizer, seed=4), score_type="critic") if two else None,
         schedule,
+        config,
         **options,
     )
 
@@ -143,15 +172,19 @@ def test_two_ppo_steps_train_actor_and_critics_and_freeze_the_rest(
     observed = []
     sink_rows = []
     module = make_module(
-        small_tokenizer, schedule,
+        small_tokenizer,
+        schedule,
         observer=lambda prompts, responses: observed.append(len(responses)) or {"oracle_x": 1.0},
-        sample_sink=lambda step, rows: sink_rows.extend(rows), log_samples_every=1,
-        max_ppo_steps=2, whiten_advantages=name == "pid",  # the whitened path too
-    )  # fmt: skip
+        sample_sink=lambda step, rows: sink_rows.extend(rows),
+        log_samples_every=1,
+        max_steps=2,
+        whiten_advantages=name == "pid",  # the whitened path too
+    )
     trained = {id(m) for m in module.trained_models()}
     before = {n: p.detach().clone() for n, p in module.named_parameters()}
-    prompts = PromptDataModule(small_tokenizer, ["benchmark-prompts/train:0.01"], [],
-                               data_root=benchmark_dir, batch_size=4)  # fmt: skip
+    prompts = PromptDataModule(
+        small_tokenizer, ["benchmark-prompts/train:0.01"], [], data_root=benchmark_dir, batch_size=4
+    )
     updates = updates_per_rollout(4 * 2, 2, 4)
     trainer = quick_trainer(max_steps=10 * updates)  # the module stops itself after 2 PPO steps
     trainer.fit(module, train_dataloaders=prompts.train_dataloader())
@@ -177,8 +210,10 @@ def test_two_ppo_steps_train_actor_and_critics_and_freeze_the_rest(
         else:
             assert id(getattr(module, owner)) in trained
     for owner in ("actor", "reward_critic") + (("cost_critic",) if schedule.two_streams else ()):
-        moved = [not torch.equal(p, before[f"{owner}.{n}"])
-                 for n, p in getattr(module, owner).named_parameters()]  # fmt: skip
+        moved = [
+            not torch.equal(p, before[f"{owner}.{n}"])
+            for n, p in getattr(module, owner).named_parameters()
+        ]
         assert all(moved), f"{owner}: {moved.count(False)} parameters did not move"
     assert not module.reference.training and not module.reward_model.training
     assert module.reward_model.normalizer.count.item() == 0  # frozen R kept its statistics
@@ -192,9 +227,10 @@ def test_checkpoint_holds_schedule_history_and_rng_but_no_frozen_weights(
     small_tokenizer, benchmark_dir, tmp_path
 ):
     schedule = LearnedLambda(cost_limit=-10.0, lr=0.5)
-    module = make_module(small_tokenizer, schedule, max_ppo_steps=1)
-    prompts = PromptDataModule(small_tokenizer, ["benchmark-prompts/train:0.01"], [],
-                               data_root=benchmark_dir, batch_size=4)  # fmt: skip
+    module = make_module(small_tokenizer, schedule, max_steps=1)
+    prompts = PromptDataModule(
+        small_tokenizer, ["benchmark-prompts/train:0.01"], [], data_root=benchmark_dir, batch_size=4
+    )
     trainer = quick_trainer(max_steps=100, enable_checkpointing=True, default_root_dir=tmp_path)
     trainer.fit(module, train_dataloaders=prompts.train_dataloader())
     path = tmp_path / "ppo.ckpt"
@@ -211,7 +247,7 @@ def test_checkpoint_holds_schedule_history_and_rng_but_no_frozen_weights(
 
     # A fresh module resumes the λ schedule (value, optimizer, window) and the step count.
     fresh_schedule = LearnedLambda(cost_limit=-10.0, lr=0.5)
-    fresh = make_module(small_tokenizer, fresh_schedule, max_ppo_steps=2)
+    fresh = make_module(small_tokenizer, fresh_schedule, max_steps=2)
     fresh.on_load_checkpoint(checkpoint)
     assert fresh_schedule.lambda_value == pytest.approx(schedule.lambda_value)
     assert list(fresh_schedule.episode_costs) == list(schedule.episode_costs)
@@ -238,10 +274,17 @@ def test_two_stream_schedule_needs_a_cost_critic(small_tokenizer):
     with pytest.raises(ValueError, match="cost critic"):
         module = make_module(small_tokenizer, NoLambda())  # builds without a cost critic
         PPOLagrangianModule(
-            module.actor, module.reference, module.reward_model, module.cost_model,
-            module.reward_critic, None, LearnedLambda(cost_limit=0.0),
-            eos_token_id=0, pad_token_id=0,
-        )  # fmt: skip
+            module.actor,
+            module.reference,
+            module.reward_model,
+            module.cost_model,
+            module.reward_critic,
+            None,
+            LearnedLambda(cost_limit=0.0),
+            ppo_config(),
+            eos_token_id=0,
+            pad_token_id=0,
+        )
 
 
 @pytest.mark.parametrize(("schedule", "ptx_coef"), [("learned", 1.0), ("none", 0.0)])
@@ -250,18 +293,26 @@ def test_stage_run_writes_actor_curves_history_and_oracle_summary(
 ):
     cfg = compose_run_config(
         [
-            "stage=ppo_lag", "debug=fast", f"lambda_schedule={schedule}",
-            "stage.max_steps=2", "stage.batch_size=4", "stage.num_return_sequences=2",
-            "stage.max_new_tokens=8", "stage.minibatch_size=4", "stage.eval_max_new_tokens=8",
+            "stage=ppo_lag",
+            "debug=fast",
+            f"lambda_schedule={schedule}",
+            "stage.max_steps=2",
+            "stage.batch_size=4",
+            "stage.num_return_sequences=2",
+            "stage.max_new_tokens=8",
+            "stage.minibatch_size=4",
+            "stage.eval_max_new_tokens=8",
             f"stage.actor_init={model_folders / 'sft'}",
             f"stage.reward_model={model_folders / 'reward'}",
             f"stage.cost_model={model_folders / 'cost'}",
-            "stage.log_samples_every=1", "stage.save_critics=true", f"stage.ptx_coef={ptx_coef}",
+            "stage.log_samples_every=1",
+            "stage.save_critics=true",
+            f"stage.ptx_coef={ptx_coef}",
             "stage.evaluate_before_training=true",
         ],
         tmp_path,
         benchmark_dir,
-    )  # fmt: skip
+    )
     results = run_stage(cfg)
     run_dir = tmp_path / "run"
     assert (run_dir / "model" / "config.json").is_file()
@@ -322,20 +373,25 @@ def test_shared_critic_gives_both_values_from_one_backbone_pass(small_tokenizer)
 
 def test_ppo_steps_with_a_shared_critic_train_both_heads(small_tokenizer, benchmark_dir):
     schedule = LearnedLambda(cost_limit=-10.0, lr=0.5)
-    module = make_module(small_tokenizer, schedule, max_ppo_steps=2)
+    module = make_module(small_tokenizer, schedule, max_steps=2)
     shared = module.reward_critic.with_extra_head()
     module = PPOLagrangianModule(
-        module.actor, module.reference, module.reward_model, module.cost_model, shared, None,
-        schedule, eos_token_id=small_tokenizer.eos_token_id,
+        module.actor,
+        module.reference,
+        module.reward_model,
+        module.cost_model,
+        shared,
+        None,
+        schedule,
+        ppo_config(max_steps=2),
+        eos_token_id=small_tokenizer.eos_token_id,
         pad_token_id=small_tokenizer.pad_token_id,
-        sampling=SamplingOptions(max_new_tokens=8, num_return_sequences=2), update_epochs=2,
-        minibatch_size=4, lr=1e-2, critic_lr=1e-2, lr_scheduler="constant",
-        lr_warmup_ratio=0.0, max_ppo_steps=2,
-    )  # fmt: skip
+    )
     assert module.shared_critic and "cost_critic" not in module.named_trained_models()
     head = shared.score_head.weight.detach().clone()
-    prompts = PromptDataModule(small_tokenizer, ["benchmark-prompts/train:0.01"], [],
-                               data_root=benchmark_dir, batch_size=4)  # fmt: skip
+    prompts = PromptDataModule(
+        small_tokenizer, ["benchmark-prompts/train:0.01"], [], data_root=benchmark_dir, batch_size=4
+    )
     quick_trainer(max_steps=100).fit(module, train_dataloaders=prompts.train_dataloader())
     assert module.ppo_step == 2
     assert {"reward_critic_loss", "cost_critic_loss", "cost_critic_explained_variance"} <= set(
@@ -346,15 +402,18 @@ def test_ppo_steps_with_a_shared_critic_train_both_heads(small_tokenizer, benchm
 
 
 def test_rollout_can_take_old_logprobs_from_sampling(small_tokenizer):
-    module = make_module(small_tokenizer, LearnedLambda(cost_limit=-10.0),
-                         logprobs_from_generation=True)  # fmt: skip
-    encoded = small_tokenizer(["hello there", "a"], padding=True, padding_side="left",
-                              return_tensors="pt")  # fmt: skip
+    module = make_module(
+        small_tokenizer, LearnedLambda(cost_limit=-10.0), logprobs_from_generation=True
+    )
+    encoded = small_tokenizer(
+        ["hello there", "a"], padding=True, padding_side="left", return_tensors="pt"
+    )
     prompts = PromptBatch(encoded["input_ids"], encoded["attention_mask"].bool())
     rollout = module.make_rollout(prompts)
     with torch.no_grad():
-        forward = response_logprobs(module.actor, rollout.input_ids, rollout.attention_mask,
-                                    rollout.prompt_length)  # fmt: skip
+        forward = response_logprobs(
+            module.actor, rollout.input_ids, rollout.attention_mask, rollout.prompt_length
+        )
     valid = rollout.response_mask
     torch.testing.assert_close(rollout.logprobs[valid], forward[valid], atol=1e-5, rtol=1e-5)
     assert {"generation_seconds", "scoring_seconds"} <= set(module.timings)

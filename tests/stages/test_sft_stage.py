@@ -10,6 +10,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from safe_rlhf_lightning.cli.runner import run_stage
+from safe_rlhf_lightning.config import SFTStageConfig
 from safe_rlhf_lightning.data import SupervisedDataModule
 from safe_rlhf_lightning.models import build_tiny_causal_lm
 from safe_rlhf_lightning.stages import SFTModule
@@ -29,7 +30,8 @@ def test_sft_module_two_steps_moves_every_trained_parameter(small_tokenizer, ben
         batch_size=8,
     )
     trainer = quick_trainer()
-    module = SFTModule(model, lr=1e-2, lr_warmup_ratio=0.0, lr_scheduler="constant")
+    config = SFTStageConfig(lr=1e-2, lr_warmup_ratio=0.0, lr_scheduler="constant")
+    module = SFTModule(model, config)
     trainer.fit(module, datamodule=datamodule)
     assert trainer.global_step == 2
     assert torch.isfinite(trainer.callback_metrics["train/loss"])

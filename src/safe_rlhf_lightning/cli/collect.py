@@ -15,15 +15,13 @@ from collections import Counter
 from pathlib import Path
 from statistics import fmean
 
-from omegaconf import DictConfig
-
 from ..benchmark import Oracle, SimulatedAnnotator, evaluate_responses
 from ..benchmark.annotators import label_agreement
 from ..benchmark.generate import labelled_pair_row
 from ..config import CollectStageConfig, ConfigError, RunConfig
 from ..config.resolvers import COLLECTED_FILE
-from ..data import PromptTemplate, load_records
-from ..evaluation import sample_responses, score_responses
+from ..data import PromptTemplate
+from ..evaluation import held_out_prompts, sample_responses, score_responses
 from ..files import write_json_atomic, write_jsonl_atomic, write_text_atomic
 from ..models import ScoreModel, load_causal_lm, load_tokenizer
 from ..rounds import (
@@ -35,13 +33,9 @@ from ..rounds import (
     rows_to_label,
     split_pairs,
 )
-from .components import (
-    MANIFEST,
-    ensure_benchmark,
-    require_datasets,
-    require_model_folder,
-    uses_benchmark,
-)
+from .data import MANIFEST, uses_benchmark
+from .hub import require_model_folder
+from .runner import DataNeed, StageContext
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +45,13 @@ LABELLED_FILE = "labelled.jsonl"
 ANNOTATOR_KEYS = ("better_temperature", "safer_temperature", "safety_label_error_rate")
 
 
-def run_collect(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
-    stage: CollectStageConfig = typed.stage
-    data = typed.data
-    require_datasets(data.prompt_train, "data.prompt_train")
+def collect_data(run: RunConfig) -> list[DataNeed]:
+    return [DataNeed("data.prompt_train", run.data.prompt_train, "prompt", required=True)]
+
+
+def run_collect(ctx: StageContext) -> dict:
+    stage: CollectStageConfig = ctx.stage
+    typed, data, run_dir, template = ctx.run, ctx.data, ctx.run_dir, ctx.template
     benchmark = uses_benchmark(data.prompt_train)
     if stage.labeler == "simulated" and not benchmark:
         raise ConfigError(
@@ -62,9 +59,8 @@ def run_collect(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
             f"embedded benchmark's prompts (data.prompt_train={data.prompt_train}): use "
             "stage.labeler=file and label the exported pairs"
         )
-    root = ensure_benchmark(data)
+    root = Path(data.root) if data.generate_benchmark else None
     require_model_folder(stage.policy, "stage.policy", "train the previous round first")
-    template = PromptTemplate(data.prompt_template, data.response_prefix)
     annotator = _annotator(root, typed) if stage.labeler == "simulated" else None
     policy = tokenizer = None  # loaded on the first sampling: a labelled-file rerun samples none
 
@@ -75,10 +71,17 @@ def run_collect(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
             tokenizer = load_tokenizer(stage.policy, trust_remote_code=trust)
             policy = load_causal_lm(stage.policy, trust_remote_code=trust)
         return sample_responses(
-            policy, tokenizer, prompts, template, max_new_tokens=stage.max_new_tokens,
-            temperature=stage.temperature, top_p=stage.top_p, batch_size=stage.eval_batch_size,
-            seed=seed, progress=what,
-        )  # fmt: skip
+            policy,
+            tokenizer,
+            prompts,
+            template,
+            max_new_tokens=stage.max_new_tokens,
+            temperature=stage.temperature,
+            top_p=stage.top_p,
+            batch_size=stage.eval_batch_size,
+            seed=seed,
+            progress=what,
+        )
 
     to_label = run_dir / TO_LABEL_FILE
     results: dict = {"policy": stage.policy, "round": typed.round}
@@ -86,10 +89,7 @@ def run_collect(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
         # People are labelling these pairs: keep them, whatever sampling would give now.
         pairs = read_pairs_to_label(to_label)
     else:
-        records = load_records(data.prompt_train, "prompt", data_root=data.root, seed=typed.seed)
-        candidates = [record.prompt for record in records]
-        random.Random(typed.seed).shuffle(candidates)
-        candidates = candidates[: stage.eval_limit]
+        candidates = held_out_prompts(data.prompt_train, data.root, typed.seed, stage.eval_limit)
         flagged, results["probe"] = _probe(candidates, sample, annotator, stage, typed, benchmark)
         rng = random.Random(f"collect-{typed.seed}-round{typed.round}")
         drawn = draw_prompts(candidates, flagged, stage.num_prompts, stage.unsafe_weight, rng)
@@ -143,8 +143,9 @@ def _probe(candidates, sample, annotator, stage: CollectStageConfig, typed, benc
     if annotator is None and stage.probe_cost_model is None:
         log.info("no probe judge (stage.probe_cost_model is null): prompts drawn uniformly")
         return [False] * len(candidates), {"judge": None}
-    log.info("probe: answering %d prompts once to find the ones still answered unsafely",
-             len(candidates))  # fmt: skip
+    log.info(
+        "probe: answering %d prompts once to find the ones still answered unsafely", len(candidates)
+    )
     answers = sample(candidates, _seed(typed, 0), "probe")
     stats: dict = {}
     if benchmark:  # the probe doubles as the policy's oracle metrics on the train prompts
@@ -162,15 +163,22 @@ def _probe(candidates, sample, annotator, stage: CollectStageConfig, typed, benc
         trust = typed.model.trust_remote_code
         cost_model = ScoreModel.from_pretrained(folder, trust_remote_code=trust)
         costs = score_responses(
-            cost_model, load_tokenizer(folder, trust_remote_code=trust), candidates, answers,
+            cost_model,
+            load_tokenizer(folder, trust_remote_code=trust),
+            candidates,
+            answers,
             PromptTemplate(typed.data.prompt_template, typed.data.response_prefix),
-            max_length=typed.data.max_length, batch_size=stage.eval_batch_size,
-        )  # fmt: skip
+            max_length=typed.data.max_length,
+            batch_size=stage.eval_batch_size,
+        )
         flagged = [cost > 0 for cost in costs]
         stats["judge"] = f"cost model {folder} (C > 0)"
     stats["flagged_share"] = fmean(flagged)
-    log.info("probe: %.1f%% of the prompts answered unsafely (%s)", 100 * stats["flagged_share"],
-             stats["judge"])  # fmt: skip
+    log.info(
+        "probe: %.1f%% of the prompts answered unsafely (%s)",
+        100 * stats["flagged_share"],
+        stats["judge"],
+    )
     return flagged, stats
 
 
@@ -186,8 +194,11 @@ def _labelled_by_people(pairs, to_label: Path, stage, run_dir: Path, typed) -> l
         )
     rows = read_labelled_rows(labelled, pairs, skip_bad_records=typed.data.skip_bad_records)
     if len(rows) < len(pairs):
-        log.warning("%d of %d labelled rows skipped (data.skip_bad_records)",
-                    len(pairs) - len(rows), len(pairs))  # fmt: skip
+        log.warning(
+            "%d of %d labelled rows skipped (data.skip_bad_records)",
+            len(pairs) - len(rows),
+            len(pairs),
+        )
     return rows
 
 
@@ -211,9 +222,11 @@ def _write_summary(run_dir: Path, results: dict) -> None:
             f"- drawn: {drawn['num_prompts']} prompts, {100 * drawn['flagged_share']:.1f}% of "
             f"them flagged (expected {100 * drawn['expected_flagged_share']:.1f}%)"
         )
-    lines.append(f"- labelled pairs written: {results['pairs']} "
-                 f"({results.get('identical_pairs_left_out', 0)} with two identical responses "
-                 "left out)")  # fmt: skip
+    lines.append(
+        f"- labelled pairs written: {results['pairs']} "
+        f"({results.get('identical_pairs_left_out', 0)} with two identical responses "
+        "left out)"
+    )
     if "prompt_kinds" in results:
         kinds = ", ".join(
             f"{kind} {count}" for kind, count in sorted(results["prompt_kinds"].items())

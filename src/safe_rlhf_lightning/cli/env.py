@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 OFFLINE_DEFAULTS = {
@@ -18,3 +19,14 @@ OFFLINE_DEFAULTS = {
 def apply_offline_defaults() -> None:
     for key, value in OFFLINE_DEFAULTS.items():
         os.environ.setdefault(key, value)
+
+
+class BelowLevel(logging.Filter):
+    """Passes records below ``level`` (the console handler on stdout: errors go to stderr)."""
+
+    def __init__(self, level: str | int) -> None:
+        super().__init__()
+        self.level = logging.getLevelName(level) if isinstance(level, str) else level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < self.level

@@ -7,16 +7,12 @@ from __future__ import annotations
 import gc
 import json
 import logging
-import random
 from pathlib import Path
 from statistics import fmean
-
-from omegaconf import DictConfig
 
 from ..benchmark import per_response_scores
 from ..benchmark.evaluate import evaluate_responses
 from ..config import ConfigError, EvalStageConfig, RunConfig
-from ..data import PromptTemplate, load_records
 from ..evaluation import (
     MODEL_BASED,
     arena_summary,
@@ -24,37 +20,36 @@ from ..evaluation import (
     elo_ratings,
     export_rater_pairs,
     harm_category_rows,
+    held_out_prompts,
     oracle_table,
     pairwise_matches,
     plot_policy_plane,
     plot_score_distributions,
     plot_training_curves,
     read_rater_judgements,
+    sample_policy,
     score_responses,
     write_arena_csv,
 )
 from ..files import write_json_atomic, write_jsonl_atomic, write_text_atomic
 from ..models import ScoreModel, load_causal_lm, load_tokenizer
-from .components import (
-    ensure_benchmark,
-    require_datasets,
-    sample_policy,
-    uses_benchmark,
-)
+from .data import uses_benchmark
+from .runner import DataNeed, StageContext
 
 log = logging.getLogger(__name__)
 
 JUDGES = ("reward", "cost")
 
 
-def run_eval(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
-    stage: EvalStageConfig = typed.stage
-    data = typed.data
-    require_datasets(data.prompt_eval, "data.prompt_eval")
-    ensure_benchmark(data)
-    template = PromptTemplate(data.prompt_template, data.response_prefix)
+def eval_data(run: RunConfig) -> list[DataNeed]:
+    return [DataNeed("data.prompt_eval", run.data.prompt_eval, "prompt", required=True)]
+
+
+def run_eval(ctx: StageContext) -> dict:
+    stage: EvalStageConfig = ctx.stage
+    typed, data, run_dir, template = ctx.run, ctx.data, ctx.run_dir, ctx.template
     policies = _policy_folders(stage, typed)
-    prompts = _prompts(typed, stage)
+    prompts = held_out_prompts(data.prompt_eval, data.root, typed.seed, stage.eval_limit)
     benchmark = uses_benchmark(data.prompt_eval)
     log.info("evaluating %s on %d held-out prompts", ", ".join(policies), len(prompts))
 
@@ -127,15 +122,6 @@ def _policy_folders(stage: EvalStageConfig, typed: RunConfig) -> dict[str, str]:
     if not found:
         raise ConfigError("config key 'stage.policies': none of the policy folders exists")
     return found
-
-
-def _prompts(typed: RunConfig, stage: EvalStageConfig) -> list[str]:
-    records = load_records(
-        typed.data.prompt_eval, "prompt", data_root=typed.data.root, seed=typed.seed
-    )
-    prompts = [record.prompt for record in records]
-    random.Random(typed.seed).shuffle(prompts)
-    return prompts[: stage.eval_limit] if stage.eval_limit else prompts
 
 
 def _judge_scores(folder, judge, prompts, responses, template, typed) -> dict[str, list[float]]:

@@ -6,57 +6,42 @@ from __future__ import annotations
 import json
 import logging
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
-from omegaconf import DictConfig
+import pytorch_lightning as pl
 from pytorch_lightning.utilities import CombinedLoader
 
 from ..benchmark import evaluate_responses
 from ..config import ConfigError, PPOStageConfig, RunConfig
 from ..data import PromptDataModule, PromptTemplate, SupervisedDataModule
-from ..distributed import (
-    full_parameters,
-    gather_objects,
-    is_global_zero,
-    ranks_in_sync,
-    replicates_parameters,
-)
+from ..distributed import gather_objects, ranks_in_sync, replicates_parameters
 from ..evaluation import oracle_table, plot_training_curves, second_half_oscillation
-from ..files import write_json_atomic, write_jsonl_atomic, write_text_atomic
-from ..lagrange import LambdaSchedule
-from ..models import ScoreModel, load_causal_lm, load_tokenizer, merge_lora, save_pretrained_atomic
-from ..rollout import Retokenizer, SamplingOptions, same_tokenizer
+from ..files import write_jsonl_atomic, write_text_atomic
+from ..models import ScoreModel, load_causal_lm, load_tokenizer, save_pretrained_atomic
+from ..rollout import Retokenizer, same_tokenizer
 from ..stages import PPOLagrangianModule, updates_per_rollout
-from .components import (
-    build_loggers,
-    build_trainer,
-    checkpointing,
-    datamodule_options,
-    ensure_benchmark,
-    log_metrics,
-    optimizer_options,
-    oracle_eval,
-    oracle_eval_prompts,
-    prepare_trained_model,
-    require_datasets,
-    require_model_folder,
-    uses_benchmark,
-)
+from .data import datamodule_options, uses_benchmark
+from .hub import require_model_folder
+from .models import prepare_trained_model
+from .runner import DataNeed, StageContext, TrainingJob, fit_and_report
+from .schedules import build_schedule
 
 log = logging.getLogger(__name__)
 
 
-def run_ppo(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
-    stage: PPOStageConfig = typed.stage
-    data = typed.data
-    require_datasets(data.prompt_train, "data.prompt_train")
+def ppo_data(run: RunConfig) -> list[DataNeed]:
+    data, stage = run.data, run.stage
+    needs = [DataNeed("data.prompt_train", data.prompt_train, "prompt", required=True)]
     if stage.ptx_coef > 0:
-        require_datasets(data.sft_train, "data.sft_train")
-    schedule = build_schedule(cfg)
-    ensure_benchmark(data)
-    template = PromptTemplate(data.prompt_template, data.response_prefix)
+        needs.append(DataNeed("data.sft_train", data.sft_train, "supervised", required=True))
+    return needs
+
+
+def run_ppo(ctx: StageContext) -> dict:
+    stage: PPOStageConfig = ctx.stage
+    typed, data, run_dir = ctx.run, ctx.data, ctx.run_dir
+    schedule = build_schedule(ctx.cfg)
     trust, dtype = typed.model.trust_remote_code, typed.model.dtype
 
     require_model_folder(
@@ -85,129 +70,88 @@ def run_ppo(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
     elif schedule.two_streams:
         cost_critic = _critic(stage.cost_critic_init, "stage.cost_critic_init", tokenizer, typed)
 
-    loader = _train_loader(typed, tokenizer, template)
-    rollouts = stage.batch_size * stage.num_return_sequences
-    updates = updates_per_rollout(rollouts, stage.update_epochs, stage.minibatch_size)
-    callbacks, ckpt_path = checkpointing(typed, run_dir, optimizer_steps_per_step=updates)
-    # Lightning's steps are optimizer updates here: `updates` per PPO step. Gradients are clipped
-    # per model inside the module (manual optimization), and every PPO step is logged.
-    trainer = build_trainer(
-        cfg, run_dir, build_loggers(cfg), callbacks,
-        max_steps=stage.max_steps * updates, gradient_clip_val=None, log_every_n_steps=1,
-    )  # fmt: skip
-
-    if type(trainer.strategy).__name__ == "DeepSpeedStrategy":
-        # The engine owns the gradients (partitioned): it clips them, over all trained models.
-        trainer.strategy.config["gradient_clipping"] = stage.max_grad_norm
-    eval_prompts = oracle_eval_prompts(typed, stage)
-    results: dict = {
-        "schedule": type(schedule).__name__,
-        "cost_limit": typed.cost_threshold.cost_limit,
-    }
-    if eval_prompts and stage.evaluate_before_training and is_global_zero():
-        results["init"], _ = oracle_eval(
-            actor, tokenizer, eval_prompts, template, stage, typed.seed
-        )
-        log_metrics(trainer, {f"init/{k}": v for k, v in results["init"].items()})
-
-    samples_path = run_dir / "samples_train.jsonl"
+    loader = _train_loader(typed, tokenizer, ctx.template)
     module = PPOLagrangianModule(
-        actor, reference, reward_model, cost_model, reward_critic, cost_critic, schedule,
+        actor,
+        reference,
+        reward_model,
+        cost_model,
+        reward_critic,
+        cost_critic,
+        schedule,
+        stage,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         reward_retokenizer=reward_retokenizer,
         cost_retokenizer=cost_retokenizer,
-        sampling=SamplingOptions(
-            max_new_tokens=stage.max_new_tokens,
-            temperature=stage.temperature,
-            top_p=stage.top_p,
-            repetition_penalty=stage.repetition_penalty,
-            num_return_sequences=stage.num_return_sequences,
-        ),
-        max_ppo_steps=stage.max_steps,
-        update_epochs=stage.update_epochs,
-        minibatch_size=stage.minibatch_size,
-        kl_coef=stage.kl_coef,
-        clip_range=stage.clip_range,
-        clip_range_value=stage.clip_range_value,
-        clip_range_score=stage.clip_range_score,
-        gamma=stage.gamma,
-        gae_lambda=stage.gae_lambda,
-        whiten_advantages=stage.whiten_advantages,
-        ptx_coef=stage.ptx_coef,
-        max_grad_norm=stage.max_grad_norm,
-        critic_lr=stage.critic_lr,
-        **optimizer_options(stage),
-        decode=lambda ids: [t.strip() for t in tokenizer.batch_decode(ids, skip_special_tokens=True)],  # noqa: E501
-        observer=_oracle_observer(template) if uses_benchmark(data.prompt_train) else None,
-        sample_sink=_SampleFile(samples_path, trainer),
-        log_samples_every=stage.log_samples_every,
-        logprobs_from_generation=stage.logprobs_from_generation,
-    )  # fmt: skip
+        decode=lambda ids: [
+            t.strip() for t in tokenizer.batch_decode(ids, skip_special_tokens=True)
+        ],
+        observer=_oracle_observer(ctx.template) if uses_benchmark(data.prompt_train) else None,
+        sample_sink=_SampleFile(run_dir / "samples_train.jsonl", lambda: module.trainer),
+    )
+    rollouts = stage.batch_size * stage.num_return_sequences
+    updates = updates_per_rollout(rollouts, stage.update_epochs, stage.minibatch_size)
+
+    def after_fit(trainer) -> dict:
+        rank_states = gather_objects(module.rank_state()) if replicates_parameters(trainer) else []
+        if len(rank_states) <= 1:
+            return {}
+        in_sync = ranks_in_sync(rank_states)
+        if not in_sync and trainer.is_global_zero:
+            log.error("the ranks ended with different λ or weights: %s", rank_states)
+        return {"ranks": rank_states, "ranks_in_sync": in_sync}
+
+    def report(trainer, results: dict) -> None:
+        history = module.history
+        write_jsonl_atomic(run_dir / "history.jsonl", history)
+        plot_training_curves(
+            {results["schedule"]: history},
+            run_dir / "training_curves.png",
+            typed.cost_threshold.cost_limit,
+        )
+        results["train"] = _training_summary(history)
+        _write_summary(run_dir, results)
+
+    folders = {"model": (actor, lambda m, path: save_pretrained_atomic(m, tokenizer, path))}
+    if stage.save_critics:
+        first = "critic" if module.shared_critic else "reward_critic"
+        for name, critic in {first: reward_critic, "cost_critic": cost_critic}.items():
+            if critic is not None:
+                folders[name] = (critic, lambda m, path: m.save_pretrained(path, tokenizer))
+    job = TrainingJob(
+        module,
+        {"train_dataloaders": loader},
+        folders=folders,
+        policy=(actor, tokenizer),
+        results={
+            "schedule": type(schedule).__name__,
+            "cost_limit": typed.cost_threshold.cost_limit,
+        },
+        optimizer_steps_per_step=updates,
+        # Lightning's steps are optimizer updates here: `updates` per PPO step. Gradients are
+        # clipped per model inside the module (manual optimization); every PPO step is logged.
+        trainer_overrides={
+            "max_steps": stage.max_steps * updates,
+            "gradient_clip_val": None,
+            "log_every_n_steps": 1,
+        },
+        configure_trainer=_deepspeed_clipping(stage.max_grad_norm),
+        after_fit=after_fit,
+        report=report,
+    )
     with warnings.catch_warnings():  # the reference, R and C are in eval mode on purpose
         warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode")
-        trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt_path, weights_only=True)
-    rank_states = gather_objects(module.rank_state()) if replicates_parameters(trainer) else []
-    _save_models(trainer, module, tokenizer, run_dir, stage.save_critics)
-    if not trainer.is_global_zero:  # rank 0 evaluates and writes the results
-        return {}
-    if len(rank_states) > 1:
-        results["ranks"] = rank_states
-        results["ranks_in_sync"] = ranks_in_sync(rank_states)
-        if not results["ranks_in_sync"]:
-            log.error("the ranks ended with different λ or weights: %s", rank_states)
-
-    history = module.history
-    write_jsonl_atomic(run_dir / "history.jsonl", history)
-    plot_training_curves({results["schedule"]: history}, run_dir / "training_curves.png",
-                         typed.cost_threshold.cost_limit)  # fmt: skip
-    results["train"] = _training_summary(history)
-    if eval_prompts:
-        results["test"], rows = oracle_eval(
-            actor, tokenizer, eval_prompts, template, stage, typed.seed
-        )
-        log_metrics(trainer, {f"test/{k}": v for k, v in results["test"].items()})
-        write_jsonl_atomic(run_dir / "samples.jsonl", rows)
-    _write_summary(run_dir, results)
-    write_json_atomic(run_dir / "results.json", results)
-    return results
+        return fit_and_report(ctx, job)
 
 
-def _save_models(trainer, module, tokenizer, run_dir: Path, save_critics: bool) -> None:
-    """The actor (and the critics) as Hugging Face folders, written by rank 0 with the whole
-    parameters (gathered first under sharded strategies: every rank takes part)."""
-    folders = {"model": module.actor}
-    if save_critics:
-        first = "critic" if module.shared_critic else "reward_critic"
-        folders |= {first: module.reward_critic, "cost_critic": module.cost_critic}
-    for name, model in folders.items():
-        if model is None:
-            continue
-        merge_lora(model)  # LoRA adapters folded into the weights: a plain folder
-        with full_parameters(trainer, model):
-            if not trainer.is_global_zero:
-                continue
-            if name == "model":
-                save_pretrained_atomic(model, tokenizer, run_dir / name)
-            else:
-                model.save_pretrained(run_dir / name, tokenizer)
-            log.info("saved the %s to %s", "actor" if name == "model" else name, run_dir / name)
+def _deepspeed_clipping(max_grad_norm: float) -> Callable[[pl.Trainer], None]:
+    def configure(trainer: pl.Trainer) -> None:
+        if type(trainer.strategy).__name__ == "DeepSpeedStrategy":
+            # The engine owns the gradients (partitioned): it clips them, over all trained models.
+            trainer.strategy.config["gradient_clipping"] = max_grad_norm
 
-
-def build_schedule(cfg: DictConfig) -> LambdaSchedule:
-    """Instantiate the ``lambda_schedule`` group; a wrong option is a config error naming it."""
-    if cfg.get("lambda_schedule") is None:
-        raise ConfigError("config key 'lambda_schedule' is required by the ppo_lag stage")
-    try:
-        schedule = instantiate(cfg.lambda_schedule)
-    except InstantiationException as error:
-        cause = error.__cause__ or error
-        raise ConfigError(f"config key 'lambda_schedule': {cause}") from None
-    if not isinstance(schedule, LambdaSchedule):
-        raise ConfigError(
-            f"config key 'lambda_schedule._target_' must be a LambdaSchedule, got {type(schedule)}"
-        )
-    return schedule
+    return configure
 
 
 def _score_model(path: str, name: str, actor_tokenizer, typed: RunConfig):
@@ -228,9 +172,12 @@ def _critic(path: str | None, key: str, actor_tokenizer, typed: RunConfig) -> Sc
     trust = typed.model.trust_remote_code
     _require_same_tokens(path, key, actor_tokenizer, typed)
     critic = ScoreModel.from_pretrained(
-        path, score_type="critic", do_normalize=False, trust_remote_code=trust,
+        path,
+        score_type="critic",
+        do_normalize=False,
+        trust_remote_code=trust,
         dtype=typed.model.dtype,
-    )  # fmt: skip
+    )
     return prepare_trained_model(critic, typed.model).train()
 
 
@@ -274,12 +221,13 @@ class _SampleFile:
     as a table). A resumed run first drops the rows of steps it is about to redo (written by
     the killed run after its last checkpoint), so each step appears once."""
 
-    def __init__(self, path: Path, trainer) -> None:
-        self.path, self.trainer = path, trainer
+    def __init__(self, path: Path, trainer: Callable[[], pl.Trainer]) -> None:
+        self.path, self.trainer_of = path, trainer
         self.checked = False
 
     def __call__(self, step: int, rows: list[dict]) -> None:
-        if not self.trainer.is_global_zero:
+        trainer = self.trainer_of()
+        if not trainer.is_global_zero:
             return
         if not self.checked and self.path.exists():
             lines = self.path.read_text(encoding="utf-8").splitlines()
@@ -289,7 +237,7 @@ class _SampleFile:
         self.checked = True
         with self.path.open("a", encoding="utf-8") as file:
             file.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-        for logger in self.trainer.loggers:
+        for logger in trainer.loggers:
             if hasattr(logger, "log_table"):  # wandb
                 columns = list(rows[0])
                 data = [list(r.values()) for r in rows]

@@ -286,7 +286,8 @@ class RunConfig:
     paths: PathsConfig = field(default_factory=PathsConfig)
     lambda_schedule: Any = None
     """The ``lambda_schedule`` group (ppo_lag only): ``_target_`` a schedule class of
-    ``safe_rlhf_lightning.lagrange`` and its options."""
+    ``safe_rlhf_lightning.lagrange`` and its constructor's options (their schema is made from
+    the constructor, ``cli/schema.py``)."""
     cost_threshold: CostThresholdConfig = field(default_factory=CostThresholdConfig)
     rounds: dict[str, RoundConfig] = field(default_factory=lambda: {"1": RoundConfig()})
     """The ``rounds`` group: per-round settings, ``{k: RoundConfig}``, read through
@@ -311,6 +312,7 @@ class RunConfig:
         _check(self.round >= 1, "round", ">= 1", self.round)
         _check(
             self.lambda_schedule is None
+            or hasattr(self.lambda_schedule, "_target_")
             or (isinstance(self.lambda_schedule, dict) and "_target_" in self.lambda_schedule),
             "lambda_schedule",
             "an option of the lambda_schedule group (learned, pid, fixed, none)",

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import random
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..benchmark import Oracle, evaluate_responses
-from ..data import Origin, PromptTemplate, pad_sequences, tokenize_supervised
+from ..data import Origin, PromptTemplate, load_records, pad_sequences, tokenize_supervised
 from ..models import ScoreModel, generate_texts
 
 log = logging.getLogger(__name__)
@@ -60,6 +63,38 @@ def oracle_scores(prompts: Sequence[str], responses: Sequence[str]) -> tuple[dic
         for p, r in zip(prompts, responses, strict=True)
     ]
     return metrics, rows
+
+
+def held_out_prompts(
+    specs: Sequence[str], data_root: str | Path, seed: int, limit: int | None
+) -> list[str]:
+    """The raw prompts of ``specs`` in a seeded shuffle, the first ``limit`` of them (None: all):
+    the prompts that every stage evaluating a policy with this seed samples, in the same order."""
+    records = load_records(list(specs), "prompt", data_root=data_root, seed=seed)
+    prompts = [record.prompt for record in records]
+    random.Random(seed).shuffle(prompts)
+    return prompts[:limit] if limit is not None else prompts
+
+
+def sample_policy(model, tokenizer, prompts, template, stage: Any, seed: int) -> list[str]:
+    """One response per prompt with the stage's ``eval_*`` settings, sampled in an RNG stream of
+    its own (``seed``): the same policy gets the same samples in every run and stage."""
+    return sample_responses(
+        model,
+        tokenizer,
+        prompts,
+        template,
+        max_new_tokens=stage.eval_max_new_tokens,
+        temperature=stage.eval_temperature,
+        top_p=stage.eval_top_p,
+        batch_size=stage.eval_batch_size,
+        seed=seed,
+    )
+
+
+def oracle_evaluation(model, tokenizer, prompts, template, stage: Any, seed: int):
+    """``sample_policy``, scored by the oracle: metrics and one row per response."""
+    return oracle_scores(prompts, sample_policy(model, tokenizer, prompts, template, stage, seed))
 
 
 @torch.no_grad()

@@ -48,8 +48,8 @@ def adamw_with_warmup(
 
 
 def configure_adamw(module) -> dict:
-    """``configure_optimizers`` of a stage whose hparams hold the TrainingStageConfig options."""
-    hp = module.hparams
+    """``configure_optimizers`` of a stage whose ``config`` is a TrainingStageConfig."""
+    hp = module.config
     optimizer, scheduler = adamw_with_warmup(
         module.model,
         lr=hp.lr,

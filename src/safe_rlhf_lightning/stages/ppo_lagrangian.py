@@ -7,6 +7,7 @@ shaping R − ν·C) and ``none`` (plain PPO on R) train one critic on one shape
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -17,6 +18,7 @@ import torch
 from torch import Tensor, nn
 from transformers import PreTrainedModel
 
+from ..config import PPOStageConfig
 from ..distributed import clip_per_model, rank_report, tensor_digest
 from ..functional import (
     clipped_value_loss,
@@ -35,11 +37,11 @@ from ..models import ScoreModel
 from ..rollout import (
     Retokenizer,
     Rollout,
-    SamplingOptions,
     end_score,
     response_logprobs,
     response_values,
     sample,
+    sampling_options,
 )
 from ..types import PromptBatch, SupervisedBatch
 from . import ppo_checkpoint
@@ -47,7 +49,6 @@ from .guards import FiniteGuard, NonFiniteError, nonfinite_names
 from .optim import adamw_with_warmup, decay_parameter_groups
 from .ppo_checkpoint import FROZEN
 
-DEFAULT_SAMPLING = SamplingOptions()
 # What the observers receive every step: the decoded rollout and its scores.
 RolloutObserver = Callable[[list[str], list[str]], dict[str, float]]
 
@@ -64,32 +65,15 @@ class PPOLagrangianModule(pl.LightningModule):
             (one backbone pass instead of two, in the rollout and in every update).
         cost_critic: V_C, initialised from C; None for one-stream schedules and a shared critic.
         schedule: the λ schedule.
+        config: every hyperparameter (``PPOStageConfig``, documented there); the module stops
+            after ``config.max_steps`` PPO steps.
         eos_token_id, pad_token_id: of the actor's tokenizer.
         reward_retokenizer, cost_retokenizer: when R or C use another tokenizer than the actor.
-        sampling: temperature, top_p, repetition penalty, max new tokens, responses per prompt.
-        max_ppo_steps: stop after this many PPO steps (None: the trainer's limits decide).
-        update_epochs: PPO epochs over each rollout (K).
-        minibatch_size: rollouts per gradient step.
-        kl_coef: β of the per-token KL penalty (upstream 0.02).
-        clip_range: ε of the clipped surrogate (0.2); clip_range_value: of the value loss (5.0);
-            clip_range_score: bound of the per-token rewards and costs (50.0).
-        gamma, gae_lambda: GAE discount and trace parameters (1.0 and 0.95, upstream's).
-        whiten_advantages: normalise each stream's advantages over the rollout before mixing
-            (not upstream: it makes λ's effect independent of the scales of R and C).
-        ptx_coef: weight of the SFT loss on demonstrations (0 = off; upstream 16 with PTX data).
-        max_grad_norm: gradient-norm clip of each trained model separately (upstream 1.0).
-        lr, critic_lr: peak learning rates of the actor and of the critics.
-        weight_decay, adam_betas, lr_scheduler, lr_warmup_ratio: AdamW and its schedule.
-        skip_nonfinite: skip (and count) rollouts and minibatches with NaN/inf instead of
-            stopping with :class:`NonFiniteError`.
-        fused_optimizer: torch's fused AdamW kernel (faster; equal up to float rounding).
-        logprobs_from_generation: take the actor's old log-probabilities from the decoding pass
-            (raw logits, KV cache) instead of a forward pass of their own: one actor pass less
-            per rollout, equal up to float rounding (TRL's shortcut; upstream does the pass).
         decode: token ids → text, for the sample table and the observers.
         observer: called with (prompts, responses) of each rollout; returns extra metrics to log
             (the runner passes the benchmark's oracle here; training never sees it).
-        sample_sink: called every ``log_samples_every`` steps with rows of sampled responses.
+        sample_sink: called every ``config.log_samples_every`` steps with rows of sampled
+            responses.
     """
 
     def __init__(
@@ -101,37 +85,15 @@ class PPOLagrangianModule(pl.LightningModule):
         reward_critic: ScoreModel,
         cost_critic: ScoreModel | None,
         schedule: LambdaSchedule,
+        config: PPOStageConfig,
         *,
         eos_token_id: int,
         pad_token_id: int,
         reward_retokenizer: Retokenizer | None = None,
         cost_retokenizer: Retokenizer | None = None,
-        sampling: SamplingOptions = DEFAULT_SAMPLING,
-        max_ppo_steps: int | None = None,
-        update_epochs: int = 1,
-        minibatch_size: int = 16,
-        kl_coef: float = 0.02,
-        clip_range: float = 0.2,
-        clip_range_value: float = 5.0,
-        clip_range_score: float = 50.0,
-        gamma: float = 1.0,
-        gae_lambda: float = 0.95,
-        whiten_advantages: bool = False,
-        ptx_coef: float = 0.0,
-        max_grad_norm: float = 1.0,
-        lr: float = 1e-5,
-        critic_lr: float = 5e-6,
-        weight_decay: float = 0.0,
-        adam_betas: tuple[float, float] = (0.9, 0.95),
-        lr_scheduler: str = "cosine",
-        lr_warmup_ratio: float = 0.03,
         decode: Callable[[Tensor], list[str]] | None = None,
         observer: RolloutObserver | None = None,
         sample_sink: Callable[[int, list[dict]], None] | None = None,
-        log_samples_every: int = 20,
-        skip_nonfinite: bool = False,
-        fused_optimizer: bool = False,
-        logprobs_from_generation: bool = False,
     ) -> None:
         super().__init__()
         self.shared_critic = reward_critic.score_dim == 2 and cost_critic is None
@@ -151,18 +113,16 @@ class PPOLagrangianModule(pl.LightningModule):
             if (model := getattr(self, name)) is not None:
                 model.eval().requires_grad_(False)
         self.schedule = schedule
+        self.config = config
+        self.save_hyperparameters(dataclasses.asdict(config))  # plain values: weights_only loads
         self.eos_token_id, self.pad_token_id = eos_token_id, pad_token_id
         self.reward_retokenizer, self.cost_retokenizer = reward_retokenizer, cost_retokenizer
-        self.sampling = sampling
+        self.sampling = sampling_options(config)
         self.decode, self.observer, self.sample_sink = decode, observer, sample_sink
-        self.save_hyperparameters(
-            ignore=[*FROZEN, "actor", "reward_critic", "cost_critic", "schedule", "decode",
-                    "observer", "sample_sink", "reward_retokenizer", "cost_retokenizer", "sampling"]
-        )  # fmt: skip
         self.history: list[dict[str, float]] = []
         self.ppo_step = 0  # PPO steps done (saved in checkpoints)
         self.prompts_digest = ""  # of the prompt ids this rank trained on (see rank_state)
-        self.guard = FiniteGuard(skip_nonfinite, owner=self)
+        self.guard = FiniteGuard(config.skip_nonfinite, owner=self)
         self.timings: dict[str, float] = {}
 
     # -- the models that learn, and those that never do --------------------------------------
@@ -194,9 +154,15 @@ class PPOLagrangianModule(pl.LightningModule):
         self.prompts_digest = tensor_digest([(self.prompts_digest, prompts.input_ids)])
         # 1. Rollout: sample with the actor, score with every model (no gradient, eval mode).
         rollout = self.make_rollout(prompts)
-        if not self.guard(step, "rollout", reward=rollout.reward, cost=rollout.cost,
-                          log_probabilities=rollout.logprobs, reward_values=rollout.reward_values,
-                          cost_values=rollout.cost_values):  # fmt: skip
+        if not self.guard(
+            step,
+            "rollout",
+            reward=rollout.reward,
+            cost=rollout.cost,
+            log_probabilities=rollout.logprobs,
+            reward_values=rollout.reward_values,
+            cost_values=rollout.cost_values,
+        ):
             self._skip_step()
             return
         # 2. λ update on the window of episode costs (before the advantages use it, as upstream);
@@ -225,7 +191,7 @@ class PPOLagrangianModule(pl.LightningModule):
 
     def _end_step(self) -> None:
         self.ppo_step += 1
-        if self.hparams.max_ppo_steps is not None and self.ppo_step >= self.hparams.max_ppo_steps:
+        if self.ppo_step >= self.config.max_steps:
             self.trainer.should_stop = True
 
     def _skip_step(self) -> None:
@@ -240,10 +206,13 @@ class PPOLagrangianModule(pl.LightningModule):
         try:
             started = time.perf_counter()
             ids, mask, response_mask, *sampled_logprobs = sample(
-                self.actor, prompts, self.sampling,
-                eos_token_id=self.eos_token_id, pad_token_id=self.pad_token_id,
-                return_logprobs=self.hparams.logprobs_from_generation,
-            )  # fmt: skip
+                self.actor,
+                prompts,
+                self.sampling,
+                eos_token_id=self.eos_token_id,
+                pad_token_id=self.pad_token_id,
+                return_logprobs=self.config.logprobs_from_generation,
+            )
             sampled = time.perf_counter()
             prompt_length = ids.shape[1] - response_mask.shape[1]
             reward = end_score(self.reward_model, ids, mask, self.reward_retokenizer)
@@ -255,11 +224,16 @@ class PPOLagrangianModule(pl.LightningModule):
             logprobs = sampled_logprobs or [response_logprobs(self.actor, ids, mask, prompt_length)]
             reward_values, cost_values = self.values(ids, mask, prompt_length)
             rollout = Rollout(
-                input_ids=ids, attention_mask=mask, response_mask=response_mask,
+                input_ids=ids,
+                attention_mask=mask,
+                response_mask=response_mask,
                 logprobs=logprobs[0],
                 ref_logprobs=response_logprobs(self.reference, ids, mask, prompt_length),
-                reward=reward, cost=cost, reward_values=reward_values, cost_values=cost_values,
-            )  # fmt: skip
+                reward=reward,
+                cost=cost,
+                reward_values=reward_values,
+                cost_values=cost_values,
+            )
             self.timings["generation_seconds"] = sampled - started
             self.timings["scoring_seconds"] = time.perf_counter() - sampled
             return rollout
@@ -286,7 +260,7 @@ class PPOLagrangianModule(pl.LightningModule):
 
     def advantages(self, rollout: Rollout) -> dict[str, Tensor]:
         """Per-token scores, GAE advantages and returns of each stream; the actor's advantage."""
-        hp = self.hparams
+        hp = self.config
         mask = rollout.response_mask
         gae = {"gamma": hp.gamma, "gae_lambda": hp.gae_lambda}
         two = self.schedule.two_streams
@@ -294,9 +268,13 @@ class PPOLagrangianModule(pl.LightningModule):
             rollout.reward if two else self.schedule.shaped_score(rollout.reward, rollout.cost)
         )
         rewards = kl_shaped_scores(
-            end_reward, rollout.logprobs, rollout.ref_logprobs, mask,
-            kl_weight=-hp.kl_coef, clip_range_score=hp.clip_range_score,
-        )  # fmt: skip
+            end_reward,
+            rollout.logprobs,
+            rollout.ref_logprobs,
+            mask,
+            kl_weight=-hp.kl_coef,
+            clip_range_score=hp.clip_range_score,
+        )
         reward_gae = generalized_advantages(rollout.reward_values, rewards, mask, **gae)
         targets = {"rewards": rewards, "reward_returns": reward_gae.returns}
         reward_advantages = reward_gae.advantages
@@ -306,9 +284,13 @@ class PPOLagrangianModule(pl.LightningModule):
             targets["advantages"] = reward_advantages
             return targets
         costs = kl_shaped_scores(
-            rollout.cost, rollout.logprobs, rollout.ref_logprobs, mask,
-            kl_weight=hp.kl_coef, clip_range_score=hp.clip_range_score,
-        )  # fmt: skip
+            rollout.cost,
+            rollout.logprobs,
+            rollout.ref_logprobs,
+            mask,
+            kl_weight=hp.kl_coef,
+            clip_range_score=hp.clip_range_score,
+        )
         cost_gae = generalized_advantages(rollout.cost_values, costs, mask, **gae)
         cost_advantages = (
             whiten(cost_gae.advantages, mask) if hp.whiten_advantages else cost_gae.advantages
@@ -322,7 +304,7 @@ class PPOLagrangianModule(pl.LightningModule):
     def ppo_epochs(
         self, rollout: Rollout, targets: dict[str, Tensor], ptx_batch: SupervisedBatch | None
     ) -> dict[str, float]:
-        hp = self.hparams
+        hp = self.config
         optimizer, scheduler = self.optimizers(), self.lr_schedulers()
         size = rollout.input_ids.shape[0]
         chunks = math.ceil(size / hp.minibatch_size)
@@ -348,7 +330,7 @@ class PPOLagrangianModule(pl.LightningModule):
         returns the norms before clipping (see :func:`distributed.clip_per_model`)."""
         strategy = self.trainer.strategy if self._trainer is not None else None
         models = self.named_trained_models()
-        return clip_per_model(strategy, models, self.hparams.max_grad_norm)
+        return clip_per_model(strategy, models, self.config.max_grad_norm)
 
     def minibatch_loss(
         self,
@@ -357,20 +339,26 @@ class PPOLagrangianModule(pl.LightningModule):
         index: Tensor,
         ptx: SupervisedBatch | None,
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        hp = self.hparams
+        hp = self.config
         ids, mask = rollout.input_ids[index], rollout.attention_mask[index]
         response_mask = rollout.response_mask[index]
         prompt_length = rollout.prompt_length
         logprobs = response_logprobs(self.actor, ids, mask, prompt_length)
         actor_loss, actor_stats = ppo_actor_loss(
-            logprobs, rollout.logprobs[index], targets["advantages"][index], response_mask,
+            logprobs,
+            rollout.logprobs[index],
+            targets["advantages"][index],
+            response_mask,
             clip_range=hp.clip_range,
-        )  # fmt: skip
+        )
         values, cost_values = self.values(ids, mask, prompt_length)
         reward_critic_loss, _ = clipped_value_loss(
-            values, rollout.reward_values[index], targets["reward_returns"][index], response_mask,
+            values,
+            rollout.reward_values[index],
+            targets["reward_returns"][index],
+            response_mask,
             clip_range_value=hp.clip_range_value,
-        )  # fmt: skip
+        )
         loss = actor_loss + reward_critic_loss
         stats = {
             "actor_loss": actor_stats["loss"],
@@ -380,9 +368,12 @@ class PPOLagrangianModule(pl.LightningModule):
         }
         if self.schedule.two_streams:
             cost_critic_loss, _ = clipped_value_loss(
-                cost_values, rollout.cost_values[index], targets["cost_returns"][index],
-                response_mask, clip_range_value=hp.clip_range_value,
-            )  # fmt: skip
+                cost_values,
+                rollout.cost_values[index],
+                targets["cost_returns"][index],
+                response_mask,
+                clip_range_value=hp.clip_range_value,
+            )
             loss = loss + cost_critic_loss
             stats["cost_critic_loss"] = cost_critic_loss.detach()
         if ptx is not None and hp.ptx_coef > 0:
@@ -433,7 +424,7 @@ class PPOLagrangianModule(pl.LightningModule):
 
     def observe(self, rollout: Rollout, stats: dict[str, float], step: int) -> None:
         """Decoded rollouts to the observer (every step) and the sample sink (every N steps)."""
-        write_samples = self.sample_sink is not None and step % self.hparams.log_samples_every == 0
+        write_samples = self.sample_sink is not None and step % self.config.log_samples_every == 0
         if self.decode is None or (self.observer is None and not write_samples):
             return
         prompt_length = rollout.prompt_length
@@ -454,26 +445,34 @@ class PPOLagrangianModule(pl.LightningModule):
         """What must be identical on every rank of a data-parallel run and what must not
         (:func:`distributed.rank_report`)."""
         return rank_report(
-            self.global_rank, self.schedule.lambda_value, list(self.schedule.episode_costs),
-            self.named_trained_models(), ppo_steps=self.ppo_step,
+            self.global_rank,
+            self.schedule.lambda_value,
+            list(self.schedule.episode_costs),
+            self.named_trained_models(),
+            ppo_steps=self.ppo_step,
             prompts_digest=self.prompts_digest,
-        )  # fmt: skip
+        )
 
     # -- optimizer, checkpoints --------------------------------------------------------------
 
     def configure_optimizers(self):
         """One AdamW over disjoint parameter groups: the actor at ``lr``, the critics at
         ``critic_lr`` (per-parameter AdamW, so this equals one optimizer per model)."""
-        hp = self.hparams
+        hp = self.config
         groups = decay_parameter_groups(self.actor, hp.weight_decay)
         for critic in self.trained_models()[1:]:
             critic_groups = decay_parameter_groups(critic, hp.weight_decay)
             groups += [{**group, "lr": hp.critic_lr} for group in critic_groups]
         optimizer, scheduler = adamw_with_warmup(
-            groups, lr=hp.lr, weight_decay=hp.weight_decay, betas=tuple(hp.adam_betas),
-            scheduler=hp.lr_scheduler, warmup_ratio=hp.lr_warmup_ratio,
-            total_steps=self.trainer.estimated_stepping_batches, fused=hp.fused_optimizer,
-        )  # fmt: skip
+            groups,
+            lr=hp.lr,
+            weight_decay=hp.weight_decay,
+            betas=tuple(hp.adam_betas),
+            scheduler=hp.lr_scheduler,
+            warmup_ratio=hp.lr_warmup_ratio,
+            total_steps=self.trainer.estimated_stepping_batches,
+            fused=hp.fused_optimizer,
+        )
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},

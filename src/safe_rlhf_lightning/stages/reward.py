@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytorch_lightning as pl
 
+from ..config import PreferenceStageConfig
 from ..functional import reward_pairwise_loss, reward_tokenwise_loss
 from ..models import ScoreModel
 from ..types import PreferenceBatch
@@ -17,29 +20,15 @@ class RewardModule(pl.LightningModule):
 
     Args:
         model: a score model (``score_type="reward"``).
-        loss_type: "sequence-wise" (end scores) or "token-wise" (upstream's per-token variant).
-        regularization: weight of the squared-score penalty (upstream's default 0.001).
-        lr, weight_decay, adam_betas, lr_scheduler, lr_warmup_ratio: AdamW and its schedule.
+        config: the stage's hyperparameters (``PreferenceStageConfig``, documented there).
     """
 
-    def __init__(
-        self,
-        model: ScoreModel,
-        *,
-        loss_type: str = "sequence-wise",
-        regularization: float = 0.001,
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        adam_betas: tuple[float, float] = (0.9, 0.95),
-        lr_scheduler: str = "cosine",
-        lr_warmup_ratio: float = 0.03,
-        skip_nonfinite: bool = False,
-        fused_optimizer: bool = False,
-    ) -> None:
+    def __init__(self, model: ScoreModel, config: PreferenceStageConfig) -> None:
         super().__init__()
         self.model = model
-        self.save_hyperparameters(ignore=["model"])
-        self.guard = FiniteGuard(skip_nonfinite, owner=self)
+        self.config = config
+        self.save_hyperparameters(dataclasses.asdict(config))  # plain values: weights_only loads
+        self.guard = FiniteGuard(config.skip_nonfinite, owner=self)
         self._val_rewards: list = []
 
     def _loss(self, batch: PreferenceBatch):
@@ -50,8 +39,8 @@ class RewardModule(pl.LightningModule):
             batch.worse_input_ids,
             batch.worse_attention_mask,
         )
-        reg = self.hparams.regularization
-        if self.hparams.loss_type == "token-wise":
+        reg = self.config.regularization
+        if self.config.loss_type == "token-wise":
             loss, stats = reward_tokenwise_loss(
                 pair.first_scores,
                 pair.second_scores,

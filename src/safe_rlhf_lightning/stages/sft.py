@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytorch_lightning as pl
 from transformers import PreTrainedModel
 
+from ..config import SFTStageConfig
 from ..functional import sft_loss
 from ..types import SupervisedBatch
 from .guards import FiniteGuard, guarded_loss
@@ -16,27 +19,15 @@ class SFTModule(pl.LightningModule):
 
     Args:
         model: a Hugging Face causal LM (already sized to its tokenizer).
-        lr, weight_decay, adam_betas: AdamW settings (upstream uses betas (0.9, 0.95)).
-        lr_scheduler: "cosine", "linear" or "constant" after a linear warmup.
-        lr_warmup_ratio: share of the total steps used for warmup.
+        config: the stage's hyperparameters (``SFTStageConfig``, documented there).
     """
 
-    def __init__(
-        self,
-        model: PreTrainedModel,
-        *,
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        adam_betas: tuple[float, float] = (0.9, 0.95),
-        lr_scheduler: str = "cosine",
-        lr_warmup_ratio: float = 0.03,
-        skip_nonfinite: bool = False,
-        fused_optimizer: bool = False,
-    ) -> None:
+    def __init__(self, model: PreTrainedModel, config: SFTStageConfig) -> None:
         super().__init__()
         self.model = model
-        self.save_hyperparameters(ignore=["model"])
-        self.guard = FiniteGuard(skip_nonfinite, owner=self)
+        self.config = config
+        self.save_hyperparameters(dataclasses.asdict(config))  # plain values: weights_only loads
+        self.guard = FiniteGuard(config.skip_nonfinite, owner=self)
 
     def _loss(self, batch: SupervisedBatch):
         logits = self.model(

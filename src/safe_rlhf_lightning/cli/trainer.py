@@ -1,0 +1,89 @@
+"""The ``trainer`` group's Trainer, with atomic checkpoints written every few steps and resumed
+from, and callbacks added by in-process callers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
+
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from ..checkpoint_io import AtomicCheckpointIO
+from ..config import ConfigError, RunConfig, TrainerConfig
+
+log = logging.getLogger(__name__)
+
+_EXTRA_CALLBACKS: ContextVar[tuple] = ContextVar("extra_callbacks", default=())
+
+
+@contextmanager
+def extra_callbacks(*callbacks) -> Iterator[None]:
+    """Inside, every Trainer a stage runner builds also gets ``callbacks`` (Lightning callback
+    objects): how a program that calls ``run_stage`` in-process (a benchmark, a notebook)
+    measures or watches a stage without a config entry."""
+    token = _EXTRA_CALLBACKS.set((*_EXTRA_CALLBACKS.get(), *callbacks))
+    try:
+        yield
+    finally:
+        _EXTRA_CALLBACKS.reset(token)
+
+
+def build_trainer(
+    cfg: DictConfig, run_dir: Path, loggers: list, callbacks: list, **overrides
+) -> pl.Trainer:
+    """The ``trainer`` group's Trainer; ``overrides`` replace its arguments (stage-specific).
+    Checkpoints are written atomically and read with ``weights_only=True`` unless the group
+    sets plugins of its own."""
+    plugins = {} if cfg.trainer.get("plugins") else {"plugins": [AtomicCheckpointIO()]}
+    return instantiate(
+        cfg.trainer,
+        logger=loggers or False,
+        callbacks=[*callbacks, *_EXTRA_CALLBACKS.get()],
+        default_root_dir=str(run_dir),
+        _convert_="all",
+        **plugins,
+        **overrides,
+    )
+
+
+def checkpointing(
+    typed: RunConfig, run_dir: Path, optimizer_steps_per_step: int = 1
+) -> tuple[list, str | None]:
+    """Callbacks that keep ``<run_dir>/checkpoints/last.ckpt`` (every ``stage.checkpoint_every``
+    steps of ``optimizer_steps_per_step`` optimizer steps, and at the end), and that file when
+    a run resumes."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    callbacks = []
+    if typed.save_checkpoints:
+        every = typed.stage.checkpoint_every * optimizer_steps_per_step
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=last.parent,
+                save_last=True,
+                save_top_k=0,
+                every_n_train_steps=every or None,
+            )
+        )
+    if typed.resume and last.exists():
+        log.info("resuming from %s", last)
+        return callbacks, str(last)
+    return callbacks, None
+
+
+def require_devices(trainer: TrainerConfig) -> None:
+    """A ``trainer`` option that needs a CUDA device is refused at once on a machine without
+    one (before data or models are read), naming the key."""
+    import torch
+
+    if str(trainer.accelerator).lower() in {"gpu", "cuda"} and not torch.cuda.is_available():
+        raise ConfigError(
+            f"config key 'trainer.accelerator' is {trainer.accelerator!r}, but this machine has "
+            "no CUDA device that torch can use (torch.cuda.is_available() is false): run with "
+            "trainer=cpu (or trainer=ddp_cpu for several processes)"
+        )
