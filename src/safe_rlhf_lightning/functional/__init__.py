@@ -1,5 +1,6 @@
 """Pure tensor math: tensors in, tensors out, no state. Imports torch only."""
 
+from .group_advantages import grpo_advantages, rloo_advantages, token_advantages
 from .lagrange import lagrangian_loss, pid_lambda
 from .logprobs import gather_logprobs
 from .losses import ptx_loss, sft_loss
@@ -35,6 +36,7 @@ __all__ = [
     "explained_variance",
     "gather_logprobs",
     "generalized_advantages",
+    "grpo_advantages",
     "kl_shaped_scores",
     "lagrangian_loss",
     "last_token_index",
@@ -46,7 +48,9 @@ __all__ = [
     "ptx_loss",
     "reward_pairwise_loss",
     "reward_tokenwise_loss",
+    "rloo_advantages",
     "sequence_masked_mean",
     "sft_loss",
+    "token_advantages",
     "whiten",
 ]
