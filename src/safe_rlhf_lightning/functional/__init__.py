@@ -1,6 +1,13 @@
 """Pure tensor math: tensors in, tensors out, no state. Imports torch only."""
 
 from .group_advantages import grpo_advantages, rloo_advantages, token_advantages
+from .grpo_objective import (
+    clipped_surrogate,
+    fixed_length_token_sum,
+    group_policy_loss,
+    k3_kl,
+    k3_kl_loss,
+)
 from .lagrange import lagrangian_loss, pid_lambda
 from .logprobs import gather_logprobs
 from .losses import ptx_loss, sft_loss
@@ -28,6 +35,7 @@ from .preference import (
 )
 
 __all__ = [
+    "clipped_surrogate",
     "clipped_value_loss",
     "cost_pairwise_loss",
     "cost_tokenwise_loss",
@@ -35,9 +43,13 @@ __all__ = [
     "end_index",
     "end_scores",
     "explained_variance",
+    "fixed_length_token_sum",
     "gather_logprobs",
     "generalized_advantages",
+    "group_policy_loss",
     "grpo_advantages",
+    "k3_kl",
+    "k3_kl_loss",
     "kl_shaped_scores",
     "lagrangian_loss",
     "last_token_index",
