@@ -1,5 +1,13 @@
 """Pure tensor math: tensors in, tensors out, no state. Imports torch only."""
 
+from .direct_preference import (
+    ConstrainedPreference,
+    constrained_preference,
+    dpo_loss,
+    ipo_loss,
+    kto_loss,
+    kto_reference_point,
+)
 from .group_advantages import grpo_advantages, rloo_advantages, token_advantages
 from .grpo_objective import (
     clipped_surrogate,
@@ -35,11 +43,14 @@ from .preference import (
 )
 
 __all__ = [
+    "ConstrainedPreference",
     "clipped_surrogate",
     "clipped_value_loss",
+    "constrained_preference",
     "cost_pairwise_loss",
     "cost_tokenwise_loss",
     "diverging_span_mask",
+    "dpo_loss",
     "end_index",
     "end_scores",
     "explained_variance",
@@ -48,9 +59,12 @@ __all__ = [
     "generalized_advantages",
     "group_policy_loss",
     "grpo_advantages",
+    "ipo_loss",
     "k3_kl",
     "k3_kl_loss",
     "kl_shaped_scores",
+    "kto_loss",
+    "kto_reference_point",
     "lagrangian_loss",
     "last_token_index",
     "masked_mean",
