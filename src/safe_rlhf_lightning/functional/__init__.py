@@ -20,6 +20,7 @@ from .lagrange import lagrangian_loss, pid_lambda
 from .logprobs import gather_logprobs
 from .losses import ptx_loss, sft_loss
 from .masking import masked_mean, masked_sum
+from .merge import merge_state_dicts
 from .ppo import (
     clipped_value_loss,
     explained_variance,
@@ -69,6 +70,7 @@ __all__ = [
     "last_token_index",
     "masked_mean",
     "masked_sum",
+    "merge_state_dicts",
     "mix_advantages",
     "mix_constrained_advantages",
     "pid_lambda",
