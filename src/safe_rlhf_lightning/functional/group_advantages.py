@@ -24,20 +24,29 @@ import torch
 from torch import Tensor
 
 
+def _membership(index: Tensor, num_groups: int) -> Tensor:
+    """(N,) group indices in [0, G) -> (G, N) bool, row g True on the responses of group g."""
+    return index == torch.arange(num_groups, device=index.device).unsqueeze(-1)
+
+
+def _group_sum(values: Tensor, index: Tensor, num_groups: int) -> Tensor:
+    """(N,) values and (N,) group indices -> (G,) per-group sums.
+
+    One masked row sum per group rather than ``index_add``: a fixed summation order, so the same
+    advantages on every run and device (``index_add`` accumulates atomically on GPU).
+    """
+    member = _membership(index, num_groups)  # (G, N)
+    return torch.where(member, values, values.new_zeros(())).sum(dim=-1)
+
+
 def _shift_by_group_max(scores: Tensor, group_ids: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Scores minus their group's max (N,), each response's group index (N,) in [0, G), and the
     group sizes (G,). The shift cancels in every estimator and makes equal scores exact zeros."""
     # torch.unique maps arbitrary ids to 0..G-1 (a host sync for G, once per rollout batch).
     _, index, sizes = torch.unique(group_ids, return_inverse=True, return_counts=True)
-    group_max = scores.new_zeros(sizes.shape[0]).scatter_reduce(
-        0, index, scores, reduce="amax", include_self=False
-    )
+    member = _membership(index, sizes.shape[0])  # (G, N)
+    group_max = torch.where(member, scores, scores.new_full((), -torch.inf)).amax(dim=-1)
     return scores - group_max[index], index, sizes
-
-
-def _group_sum(values: Tensor, index: Tensor, num_groups: int) -> Tensor:
-    """(N,) values and (N,) group indices -> (G,) per-group sums."""
-    return values.new_zeros(num_groups).index_add(0, index, values)
 
 
 def grpo_advantages(
