@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import pytest
 import torch
 
-from safe_rlhf_lightning.functional import grpo_advantages, rloo_advantages, token_advantages
+from safe_rlhf_lightning.functional import (
+    grpo_advantages,
+    kl_penalized_scores,
+    kl_shaped_scores,
+    mix_advantages,
+    rloo_advantages,
+    token_advantages,
+)
 
 
 def ragged_groups(seed: int, num_groups: int = 6):
@@ -152,3 +160,58 @@ def test_token_advantages_broadcast_over_the_mask():
     mask = torch.tensor([[True, True, False], [True, False, False], [True, True, True]])
     expected = torch.tensor([[1.5, 1.5, 0.0], [-2.0, 0.0, 0.0], [0.25, 0.25, 0.25]])
     assert torch.equal(token_advantages(advantages, mask), expected)
+
+
+def test_kl_penalized_scores_by_hand():
+    end = torch.tensor([2.0, -1.0])
+    logprobs = torch.tensor([[-1.0, -2.0, -0.5], [-1.0, -1.0, -1.0]])
+    ref = torch.tensor([[-1.5, -1.0, 9.0], [-1.0, -3.0, -2.0]])
+    mask = torch.tensor([[True, True, False], [True, True, True]])
+    # KL sums: row 0: 0.5 - 1.0 (the padded token is ignored); row 1: 0 + 2 + 1
+    out = kl_penalized_scores(end, logprobs, ref, mask, kl_weight=-0.1)
+    torch.testing.assert_close(out, torch.tensor([2.0 + 0.05, -1.0 - 0.3]))
+
+
+def test_kl_penalized_scores_is_the_token_sum_of_kl_shaped_scores():
+    g = torch.Generator().manual_seed(5)
+    mask = torch.arange(6).unsqueeze(0) < torch.tensor([[6], [2], [1], [4]])
+    logprobs, ref = (torch.randn(4, 6, generator=g, dtype=torch.float64) for _ in range(2))
+    end = torch.randn(4, generator=g, dtype=torch.float64)
+    for kl_weight in (-0.05, 0.05):
+        shaped = kl_shaped_scores(
+            end, logprobs, ref, mask, kl_weight=kl_weight, clip_range_score=1e9
+        )
+        out = kl_penalized_scores(end, logprobs, ref, mask, kl_weight=kl_weight)
+        torch.testing.assert_close(out, shaped.sum(dim=-1))
+        for b in range(4):
+            n = int(mask[b].sum())
+            kl = sum(logprobs[b, t].item() - ref[b, t].item() for t in range(n))
+            assert out[b].item() == pytest.approx(end[b].item() + kl_weight * kl, rel=1e-12)
+
+
+# As a Hydra choice would build them: ``_partial_: true`` with the options bound.
+LINEAR_ESTIMATORS = [rloo_advantages, functools.partial(grpo_advantages, scale_by_std=False)]
+
+
+@pytest.mark.parametrize("estimator", LINEAR_ESTIMATORS, ids=["rloo", "dr_grpo"])
+def test_kl_weight_of_the_mix_is_kl_coef_for_every_lambda_with_linear_estimators(estimator):
+    """RLOO and Dr. GRPO are linear: -β·KL in the reward and +β·KL in the cost leave a mixed KL
+    weight of β whatever λ, as with GAE (the design's KL rule)."""
+    scores, ids, _ = ragged_groups(seed=2)
+    g = torch.Generator().manual_seed(2)
+    logprobs, ref = (torch.randn(len(ids), 5, generator=g, dtype=torch.float64) for _ in range(2))
+    mask = torch.ones(len(ids), 5, dtype=torch.bool)
+    zero = torch.zeros_like(scores)
+    a_r = estimator(kl_penalized_scores(zero, logprobs, ref, mask, kl_weight=-0.1), ids)
+    a_c = estimator(kl_penalized_scores(zero, logprobs, ref, mask, kl_weight=0.1), ids)
+    for lam in (0.0, 0.5, 5.0):
+        torch.testing.assert_close(mix_advantages(a_r, a_c, lam), a_r)
+
+
+def test_kl_penalized_scores_are_detached():
+    logprobs = torch.randn(2, 3, requires_grad=True)
+    out = kl_penalized_scores(
+        torch.ones(2, requires_grad=True), logprobs, torch.zeros(2, 3),
+        torch.ones(2, 3, dtype=torch.bool), kl_weight=-0.1,
+    )  # fmt: skip
+    assert not out.requires_grad

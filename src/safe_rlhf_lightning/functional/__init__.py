@@ -8,7 +8,12 @@ from .direct_preference import (
     kto_loss,
     kto_reference_point,
 )
-from .group_advantages import grpo_advantages, rloo_advantages, token_advantages
+from .group_advantages import (
+    grpo_advantages,
+    kl_penalized_scores,
+    rloo_advantages,
+    token_advantages,
+)
 from .grpo_objective import (
     clipped_surrogate,
     fixed_length_token_sum,
@@ -63,6 +68,7 @@ __all__ = [
     "ipo_loss",
     "k3_kl",
     "k3_kl_loss",
+    "kl_penalized_scores",
     "kl_shaped_scores",
     "kto_loss",
     "kto_reference_point",

@@ -23,6 +23,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .masking import masked_sum
+
 
 def _membership(index: Tensor, num_groups: int) -> Tensor:
     """(N,) group indices in [0, G) -> (G, N) bool, row g True on the responses of group g."""
@@ -102,6 +104,29 @@ def rloo_advantages(scores: Tensor, group_ids: Tensor) -> Tensor:
     others_sum = _group_sum(shifted, index, sizes.shape[0])[index] - shifted  # (N,)
     others_count = (sizes[index] - 1).clamp(min=1).to(scores.dtype)  # (N,); k = 1: sum is 0
     return shifted - others_sum / others_count
+
+
+def kl_penalized_scores(
+    end_score: Tensor, logprobs: Tensor, ref_logprobs: Tensor, mask: Tensor, *, kl_weight: float
+) -> Tensor:
+    """A response's score with its KL to the reference folded in, for the estimators above.
+
+    ``end_score + kl_weight * Σ_t (logprobs - ref_logprobs)`` over the response's tokens: RLOO's
+    KL-penalised sequence reward (Ahmadian et al. 2024), and the sum over tokens of what
+    ``ppo.kl_shaped_scores`` gives without clipping. As there, ``kl_weight = -kl_coef`` for the
+    reward stream and ``+kl_coef`` for each cost stream, so that the mixed advantage keeps a KL
+    weight of ``kl_coef`` for every λ (exactly so with RLOO and Dr. GRPO, which are linear).
+
+    Args:
+        end_score: (N,) the reward model's (or a cost model's) score of each response.
+        logprobs, ref_logprobs: (N, T) of the generated tokens under the actor at rollout time
+            and under the frozen reference; mask: (N, T) bool.
+
+    Returns:
+        (N,) detached.
+    """
+    kl = masked_sum((logprobs - ref_logprobs).detach(), mask, dim=-1)  # (N,)
+    return end_score.detach() + kl_weight * kl
 
 
 def token_advantages(advantages: Tensor, mask: Tensor) -> Tensor:

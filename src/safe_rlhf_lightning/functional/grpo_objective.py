@@ -1,9 +1,11 @@
 """Loss pieces of the critic-free policy update (GRPO, Dr. GRPO, RLOO with clipping).
 
-With the ``grpo`` or ``rloo`` advantage estimator (``group_advantages.py``) there is no critic and
-no KL in the per-token reward: GRPO (Shao et al. 2024, DeepSeekMath, Eq. 3) puts the KL to the
-reference policy into the loss instead, as the k3 estimator (Eq. 4), beside PPO's clipped
-surrogate. The two aggregations differ in how tokens are weighted:
+With the ``grpo`` or ``rloo`` advantage estimator (``group_advantages.py``) there is no critic.
+GRPO (Shao et al. 2024, DeepSeekMath, Eq. 3) puts the KL to the reference policy into the loss,
+as the k3 estimator (Eq. 4), beside PPO's clipped surrogate, instead of into the reward. (RLOO as
+published, Ahmadian et al. 2024, penalises the sequence's KL in its score instead:
+``group_advantages.kl_penalized_scores`` with ``kl_coef = 0`` here.) The two aggregations
+differ in how tokens are weighted:
 
 - GRPO: mean over each response's tokens, then over responses (``ppo.sequence_masked_mean``), so
   a token of a long response weighs less than one of a short response;
@@ -110,7 +112,7 @@ def group_policy_loss(
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """The critic-free actor loss: per token ``clipped_surrogate + kl_coef * k3_kl``, aggregated
     as GRPO does (``max_length=None``: DeepSeekMath Eq. 3, negated) or as Dr. GRPO does
-    (``max_length`` = the generation budget; Dr. GRPO also uses ``kl_coef = 0``).
+    (``max_length`` = the generation budget).
 
     Args:
         logprobs: (B, T) with gradient; old_logprobs, ref_logprobs: (B, T) at rollout time and
