@@ -72,6 +72,17 @@ def test_dpo_matches_a_float64_loop(seed, label_smoothing):
     assert stats["accuracy"].item() == pytest.approx(sum(m > 0 for m in margins) / len(margins))
 
 
+def test_dpo_per_pair_label_smoothing_matches_a_float64_loop():
+    pc, pr, rc, rr = random_pairs(seed=4)
+    eps = torch.linspace(0.0, 0.45, len(pc), dtype=torch.float64)
+    loss, _ = dpo_loss(pc, pr, rc, rr, beta=0.3, label_smoothing=eps)
+    terms = []
+    for i in range(len(pc)):
+        x, e = 0.3 * naive_h(pc, pr, rc, rr, i), eps[i].item()
+        terms.append(-(1 - e) * log_sigmoid(x) - e * log_sigmoid(-x))
+    assert loss.item() == pytest.approx(sum(terms) / len(terms), rel=1e-12)
+
+
 def test_dpo_at_the_reference_is_log_two_with_no_accuracy():
     pc, pr, _, _ = random_pairs(seed=9)
     loss, stats = dpo_loss(pc, pr, pc, pr, beta=0.1)

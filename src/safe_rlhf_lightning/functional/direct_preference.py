@@ -64,7 +64,7 @@ def dpo_loss(
     ref_rejected_logprobs: Tensor,
     *,
     beta: float,
-    label_smoothing: float = 0.0,
+    label_smoothing: float | Tensor = 0.0,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """DPO (Rafailov et al. 2023, Eq. 7), with cDPO's label smoothing (Mitchell 2023, "A note on
     DPO with noisy preferences and relationship to IPO")::
@@ -78,7 +78,8 @@ def dpo_loss(
         chosen_logprobs, rejected_logprobs: (B,) summed log-probs under the policy.
         ref_chosen_logprobs, ref_rejected_logprobs: (B,) the same under the reference.
         beta: β > 0, the strength of the KL regularisation (smaller: further from π_ref).
-        label_smoothing: ε in [0, 0.5).
+        label_smoothing: ε in [0, 0.5), or (B,) per-pair values: a soft label p = 1 - ε, such
+            as Bradley–Terry's σ(margin) of ``constrained_preference``.
     """
     chosen, rejected = _logratios(
         chosen_logprobs, rejected_logprobs, ref_chosen_logprobs, ref_rejected_logprobs
@@ -202,7 +203,10 @@ def constrained_preference(
     Preference Optimization"): the response with the higher ``R - λ·C`` is chosen.
 
     ``R - λ·C`` is the Lagrangian's reward for a fixed λ (cost C > 0 unsafe, so cost lowers it);
-    C-DPO runs DPO on these labels and moves λ by dual ascent between rounds.
+    C-DPO runs DPO on these labels and moves λ by dual ascent between rounds. Under
+    Bradley–Terry, ``σ(margin)`` is the probability that response 0 is preferred: a stage that
+    wants soft labels passes ``label_smoothing = 1 - σ(|margin|)`` to ``dpo_loss`` with the
+    pair ordered by ``first_preferred``.
 
     Args:
         reward_0, cost_0, reward_1, cost_1: (B,) scores of the two responses of each pair.
