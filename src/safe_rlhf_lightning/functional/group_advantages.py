@@ -68,7 +68,8 @@ def grpo_advantages(
         scores: (N,) end scores of one stream (reward, or one cost).
         group_ids: (N,) long, the prompt each response answers.
         scale_by_std: divide by the group's std (GRPO) or not (Dr. GRPO).
-        eps: added to the std so that a group of equal scores gives 0, not 0/0.
+        eps: added to the std, bounding the advantages of a group whose scores nearly agree
+            (a group whose scores are equal gives 0 for any eps >= 0).
 
     Returns:
         (N,) detached advantages; 0 for every response of a group with equal scores.
