@@ -13,6 +13,7 @@ and then over the batch.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
@@ -109,6 +110,37 @@ def mix_advantages(
     the policy gradient independent of λ (upstream's choice).
     """
     return (reward_advantages - lambda_value * cost_advantages) / (1.0 + lambda_value)
+
+
+def mix_constrained_advantages(
+    reward_advantages: Tensor,
+    cost_advantages: Tensor | Sequence[Tensor],
+    lambda_values: Sequence[float],
+) -> Tensor:
+    """The actor advantage under K constraints, ``(A_R - Σ_k λ_k·A_Ck) / (1 + Σ_k λ_k)``.
+
+    The Lagrangian with one multiplier per constraint (DESIGN.md §6), normalised like
+    ``mix_advantages`` so that the policy gradient's scale does not grow with the multipliers.
+    With K = 1 it performs the same operations in the same order as ``mix_advantages`` and so
+    equals it bit for bit; K = 0 gives A_R (reward-only PPO).
+
+    Args:
+        reward_advantages: (B, T) (any shape S).
+        cost_advantages: (K, B, T), or K tensors of shape S: one stream per constraint.
+        lambda_values: K numbers λ_k >= 0, detached; Python floats keep the K = 1 case exact.
+
+    Raises ValueError when the numbers of cost streams and multipliers differ.
+    """
+    if len(cost_advantages) != len(lambda_values):
+        raise ValueError(
+            f"{len(cost_advantages)} cost advantage streams but {len(lambda_values)} multipliers."
+        )
+    if len(lambda_values) == 0:
+        return reward_advantages / 1.0
+    penalty = lambda_values[0] * cost_advantages[0]
+    for lambda_value, advantages in zip(lambda_values[1:], cost_advantages[1:], strict=True):
+        penalty = penalty + lambda_value * advantages
+    return (reward_advantages - penalty) / (1.0 + sum(lambda_values))
 
 
 def whiten(values: Tensor, mask: Tensor, eps: float = 1e-8) -> Tensor:
