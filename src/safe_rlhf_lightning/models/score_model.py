@@ -193,7 +193,8 @@ class ScoreModel(nn.Module):
         self.normalizer.update(end_scores)
 
     def score_config(self) -> dict[str, Any]:
-        """The ``config.json`` of this model's folder: the backbone config + upstream's fields."""
+        """The ``config.json`` of this model's folder: the backbone config + upstream's fields
+        (``save_pretrained`` adds what older transformers versions read, see ``io.py``)."""
         config = json.loads(self.model.config.to_json_string(use_diff=False))
         architecture = type(self.model).__name__.removesuffix("Model") + "ForScore"
         config.update(
