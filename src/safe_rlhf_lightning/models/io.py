@@ -1,15 +1,22 @@
-"""Saving model folders so that an interrupted save never replaces a good one."""
+"""Saving model folders so that an interrupted save never replaces a good one, in a form that
+both this stack (transformers 5) and older ones (transformers 4.x, tokenizers < 0.20, which
+upstream safe-rlhf pins) read."""
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .lora import has_lora
+
+log = logging.getLogger(__name__)
 
 
 def save_pretrained_atomic(
@@ -23,7 +30,8 @@ def save_pretrained_atomic(
     (a rerun of the stage) puts it back before anything else.
 
     A model with LoRA adapters is refused: ``merge_lora`` it first, so that the folder holds
-    plain weights that any Hugging Face loader reads.
+    plain weights that any Hugging Face loader reads. The saved JSON files also carry the fields
+    older readers need (see ``add_legacy_fields``).
     """
     if isinstance(model, nn.Module) and has_lora(model):
         raise ValueError(f"merge_lora the {type(model).__name__} before saving it to {folder}")
@@ -38,6 +46,7 @@ def save_pretrained_atomic(
     model.save_pretrained(tmp, safe_serialization=True)
     if tokenizer is not None:
         tokenizer.save_pretrained(tmp)
+    add_legacy_fields(tmp)
     _fsync_tree(tmp)
     if folder.exists():
         folder.rename(old)
@@ -56,3 +65,68 @@ def _fsync_tree(folder: Path) -> None:
             os.fsync(descriptor)
         finally:
             os.close(descriptor)
+
+
+def add_legacy_fields(folder: Path) -> None:
+    """Rewrite the JSON files of a saved folder so that transformers 4.x and tokenizers 0.19 read
+    them as transformers 5 does; transformers 5 reads the rewritten files as it read its own."""
+    for name, rewrite in (
+        ("config.json", legacy_model_config),
+        ("tokenizer_config.json", legacy_tokenizer_config),
+        ("tokenizer.json", legacy_tokenizer_json),
+    ):
+        path = folder / name
+        if not path.is_file():
+            continue
+        data = json.loads(path.read_text(encoding="utf-8"))
+        rewritten = rewrite(data)
+        if rewritten != data:
+            text = json.dumps(
+                rewritten, indent=2, sort_keys=name == "config.json", ensure_ascii=False
+            )
+            path.write_text(text + "\n", encoding="utf-8")
+
+
+def legacy_model_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A model config with its RoPE settings also where transformers 4.x looks for them.
+
+    transformers 5 keeps them only in ``rope_parameters``; 4.x ignores that key and falls back to
+    ``rope_theta`` = 10000 and no scaling, so a backbone with another theta would score
+    differently there. 5 reads ``rope_parameters`` first, so the copies change nothing here.
+    """
+    rope = config.get("rope_parameters")
+    if not isinstance(rope, dict) or "rope_theta" not in rope:
+        return config  # no RoPE, or one entry per layer type (no single 4.x equivalent)
+    legacy = {**config, "rope_theta": rope["rope_theta"]}
+    if rope.get("rope_type", "default") != "default":
+        legacy["rope_scaling"] = {k: v for k, v in rope.items() if k != "rope_theta"}
+    return legacy
+
+
+def legacy_tokenizer_config(config: dict[str, Any]) -> dict[str, Any]:
+    """``tokenizer_class`` named so that transformers 4.x finds it: transformers 5 writes
+    ``TokenizersBackend`` (absent from 4.x) for a plain fast tokenizer, and loads the older name
+    ``PreTrainedTokenizerFast`` as that same class."""
+    if config.get("tokenizer_class") != "TokenizersBackend":
+        return config
+    return {**config, "tokenizer_class": "PreTrainedTokenizerFast"}
+
+
+def legacy_tokenizer_json(data: dict[str, Any]) -> dict[str, Any]:
+    """BPE merges as ``"a b"`` strings, the only form tokenizers before 0.20 parse (newer ones
+    read both and write ``["a", "b"]`` pairs). Kept as pairs when a token contains a space, which
+    the string form cannot express (byte-level BPE never does: it spells a space as "Ġ")."""
+    model = data.get("model")
+    if not isinstance(model, dict) or model.get("type") != "BPE":
+        return data
+    merges = model.get("merges") or []
+    if not any(isinstance(merge, list) for merge in merges):
+        return data
+    if any(" " in token for merge in merges if isinstance(merge, list) for token in merge):
+        log.info(
+            "BPE merges kept as pairs (a token holds a space): tokenizers < 0.20 cannot read "
+            "this tokenizer.json"
+        )
+        return data
+    strings = [" ".join(merge) if isinstance(merge, list) else merge for merge in merges]
+    return {**data, "model": {**model, "merges": strings}}

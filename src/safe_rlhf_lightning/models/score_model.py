@@ -193,7 +193,8 @@ class ScoreModel(nn.Module):
         self.normalizer.update(end_scores)
 
     def score_config(self) -> dict[str, Any]:
-        """The ``config.json`` of this model's folder: the backbone config + upstream's fields."""
+        """The ``config.json`` of this model's folder: the backbone config + upstream's fields
+        (``save_pretrained`` adds what older transformers versions read, see ``io.py``)."""
         config = json.loads(self.model.config.to_json_string(use_diff=False))
         architecture = type(self.model).__name__.removesuffix("Model") + "ForScore"
         config.update(
@@ -226,6 +227,7 @@ class ScoreModel(nn.Module):
         folder: str | Path,
         *,
         score_type: str | None = None,
+        retype: bool = False,
         dtype: str = "float32",
         trust_remote_code: bool = False,
         **overrides: Any,
@@ -237,8 +239,12 @@ class ScoreModel(nn.Module):
           ``model.safetensors`` (or ``pytorch_model.bin``, read with ``weights_only=True``;
           sharded indexes too). Missing or unexpected keys are an error naming them; the only
           exception is a missing ``normalizer.*``, which falls back to config ``mean``/``var``
-          as upstream's loader does. ``score_type`` (e.g. "critic" to start V_R from R) and
-          ``overrides`` replace the saved settings.
+          as upstream's loader does. The score type comes from ``score_type``, else the
+          config's ``score_type``, else the folder name (``beaver-7b-v1.0-cost``: upstream's
+          older folders do not record it), else it is an error; the source is logged.
+          ``score_type`` must agree with the config's unless it is "critic" (V_R starts from R)
+          or ``retype`` is set (start a model of another type from these weights, e.g. a cost
+          model trained on from a reward model). ``overrides`` replace the saved settings.
         - A causal-LM folder (e.g. the SFT policy): the backbone weights are loaded with
           ``AutoModel`` (the LM head is dropped) and a new score head is initialised (see the
           class docstring); ``score_type`` must be given.
@@ -260,7 +266,7 @@ class ScoreModel(nn.Module):
         raw = json.loads(config_file.read_text())
         if _is_score_config(raw):
             model = cls._from_score_folder(
-                folder, raw, score_type, dtype, trust_remote_code, overrides
+                folder, raw, score_type, retype, dtype, trust_remote_code, overrides
             )
         else:
             if score_type is None:
@@ -283,6 +289,7 @@ class ScoreModel(nn.Module):
         folder: Path,
         raw: dict[str, Any],
         score_type: str | None,
+        retype: bool,
         dtype: str,
         trust_remote_code: bool,
         overrides: dict[str, Any],
@@ -291,8 +298,10 @@ class ScoreModel(nn.Module):
         state_dict = _read_state_dict(folder)
         settings = _score_settings(raw, state_dict, bias_key_free=_bias_key_is_free(config))
         settings.update(overrides)
-        if score_type is not None:
-            settings["score_type"] = score_type
+        settings["score_type"], source = resolve_score_type(
+            folder, raw.get("score_type"), score_type, retype=retype
+        )
+        log.info("%s: score type %r from %s", folder, settings["score_type"], source)
         # The score fields belong to the score model, not to the backbone's config.
         for key in (*SCORE_CONFIG_KEYS, *(("bias",) if _bias_key_is_free(config) else ())):
             if hasattr(config, key):
@@ -323,10 +332,15 @@ class ScoreModel(nn.Module):
                 f"missing keys {_some(missing)}; unexpected keys {_some(unexpected)}"
             )
         self.load_state_dict({k: v for k, v in state_dict.items() if k in expected}, strict=False)
-        if missing_statistics:
+        if missing_statistics and raw.get("mean") is not None and raw.get("var") is not None:
             log.warning("%s has no %s; using config mean/var", folder, missing_statistics)
-            if raw.get("mean") is not None and raw.get("var") is not None:
-                self.normalizer.set_mean_var(raw["mean"], raw["var"])
+            self.normalizer.set_mean_var(raw["mean"], raw["var"])
+        elif missing_statistics:  # upstream's older folders: scores were never normalized
+            log.info(
+                "%s has no normalizer statistics (weights or config mean/var): starting from "
+                "mean 0, var 1",
+                folder,
+            )
 
 
 class _FolderWriter:
@@ -360,6 +374,58 @@ def _is_score_config(raw: dict[str, Any]) -> bool:
     )
 
 
+def resolve_score_type(
+    folder: Path, saved: str | None, requested: str | None, *, retype: bool = False
+) -> tuple[str, str]:
+    """The score type of the score folder ``folder`` and where it came from (for the log).
+
+    ``saved`` is its config's ``score_type`` (None in upstream's older layout), ``requested``
+    the caller's. A requested type that contradicts the saved one is an error, since a cost model
+    read as a reward model would score with the wrong sign convention and normalizer, unless it is
+    "critic" or ``retype`` is set (deliberately starting another kind of model from the weights).
+    """
+    for name, value in (("score_type", requested), (f"{folder}/config.json score_type", saved)):
+        if value is not None and value not in SCORE_TYPES:
+            raise ValueError(f"{name} must be one of {sorted(SCORE_TYPES)}, got {value!r}")
+    named, name = _type_from_folder_name(folder)
+    if requested is not None:
+        if saved is not None and requested != saved and requested != "critic" and not retype:
+            raise ValueError(
+                f"{folder} holds a {saved} model (config.json score_type) but was asked for a "
+                f"{requested} model; pass the folder of a {requested} model, or retype=True to "
+                f"start a {requested} model from its weights"
+            )
+        if saved is None and named not in (None, requested):
+            log.warning(
+                "%s: the folder name says %s but %s was asked for", folder, named, requested
+            )
+        retyped = (
+            f", re-typed from the folder's {saved!r}" if saved not in (None, requested) else ""
+        )
+        return requested, f"the caller's score_type{retyped}"
+    if saved is not None:
+        return saved, "config.json"
+    if named is not None:
+        return named, f"the folder name {name!r} (config.json has no score_type)"
+    raise ValueError(
+        f"{folder}: config.json has no score_type and the folder name {name!r} names "
+        "neither cost nor reward; pass score_type='reward' or 'cost' (or add score_type to its "
+        "config.json)"
+    )
+
+
+def _type_from_folder_name(folder: Path) -> tuple[str | None, str]:
+    """The type a folder's name gives, and the name looked at: "cost" or "reward" when it
+    contains exactly one of them (upstream's ``beaver-7b-v1.0-cost``), else None. A Hugging Face
+    cache snapshot (``models--org--name/snapshots/<revision>``) is named by its repository."""
+    path = folder.absolute()
+    name = path.name
+    if path.parent.name == "snapshots":
+        name = path.parent.parent.name.removeprefix("models--").replace("--", "/")
+    found = [kind for kind in ("cost", "reward") if kind in name.lower()]
+    return (found[0] if len(found) == 1 else None), name
+
+
 def _score_settings(
     raw: dict[str, Any], state_dict: dict[str, Tensor], *, bias_key_free: bool
 ) -> dict[str, Any]:
@@ -372,7 +438,6 @@ def _score_settings(
     head = state_dict.get("score_head.weight")
     return {
         "score_dim": raw.get("score_dim", head.shape[0] if head is not None else 1),
-        "score_type": raw.get("score_type", "reward"),
         "score_bias": bool(bias),
         "do_normalize": bool(raw.get("do_normalize", False)),
         "normalizer_type": raw.get("normalizer_type"),
