@@ -417,3 +417,19 @@ def test_rollout_can_take_old_logprobs_from_sampling(small_tokenizer):
     valid = rollout.response_mask
     torch.testing.assert_close(rollout.logprobs[valid], forward[valid], atol=1e-5, rtol=1e-5)
     assert {"generation_seconds", "scoring_seconds"} <= set(module.timings)
+
+
+def test_a_reward_model_given_as_the_cost_model_names_the_key(
+    model_folders, tmp_path, benchmark_dir
+):
+    cfg = compose_run_config(
+        [
+            "stage=ppo_lag", "debug=fast", f"stage.actor_init={model_folders / 'sft'}",
+            f"stage.reward_model={model_folders / 'reward'}",
+            f"stage.cost_model={model_folders / 'reward'}",
+        ],
+        tmp_path,
+        benchmark_dir,
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match=r"'stage\.cost_model'.*holds a reward model"):
+        run_stage(cfg)

@@ -23,7 +23,7 @@ from ..config.resolvers import COLLECTED_FILE
 from ..data import PromptTemplate
 from ..evaluation import held_out_prompts, sample_responses, score_responses
 from ..files import write_json_atomic, write_jsonl_atomic, write_text_atomic
-from ..models import ScoreModel, load_causal_lm, load_tokenizer
+from ..models import load_causal_lm, load_tokenizer
 from ..rounds import (
     LabelsPending,
     draw_prompts,
@@ -35,6 +35,7 @@ from ..rounds import (
 )
 from .data import MANIFEST, uses_benchmark
 from .hub import require_model_folder
+from .models import load_score_model
 from .runner import DataNeed, StageContext
 
 log = logging.getLogger(__name__)
@@ -161,7 +162,9 @@ def _probe(candidates, sample, annotator, stage: CollectStageConfig, typed, benc
         folder = stage.probe_cost_model
         require_model_folder(folder, "stage.probe_cost_model", "a cost model (C > 0 = unsafe)")
         trust = typed.model.trust_remote_code
-        cost_model = ScoreModel.from_pretrained(folder, trust_remote_code=trust)
+        cost_model = load_score_model(
+            folder, "cost", "stage.probe_cost_model", trust_remote_code=trust
+        )
         costs = score_responses(
             cost_model,
             load_tokenizer(folder, trust_remote_code=trust),

@@ -32,8 +32,9 @@ from ..evaluation import (
     write_arena_csv,
 )
 from ..files import write_json_atomic, write_jsonl_atomic, write_text_atomic
-from ..models import ScoreModel, load_causal_lm, load_tokenizer
+from ..models import load_causal_lm, load_tokenizer
 from .data import uses_benchmark
+from .models import load_score_model
 from .runner import DataNeed, StageContext
 
 log = logging.getLogger(__name__)
@@ -131,7 +132,7 @@ def _judge_scores(folder, judge, prompts, responses, template, typed) -> dict[st
             f"train it first (stage={judge}) or set it to null"
         )
     trust = typed.model.trust_remote_code
-    model = ScoreModel.from_pretrained(folder, trust_remote_code=trust)
+    model = load_score_model(folder, judge, f"stage.{judge}_model", trust_remote_code=trust)
     tokenizer = load_tokenizer(folder, trust_remote_code=trust)
     log.info("scoring every response with the %s model (%s)", judge, folder)
     scores = {

@@ -9,6 +9,7 @@ from ..data import PromptTemplate
 from ..models import (
     LoraSettings,
     LoraTargetError,
+    ScoreModel,
     add_missing_special_tokens,
     build_tiny_causal_lm,
     load_causal_lm,
@@ -63,3 +64,13 @@ def prepare_trained_model(model, model_cfg: ModelConfig):
         )
     except LoraTargetError as error:
         raise ConfigError(f"config key 'model.lora.target_modules': {error}") from None
+
+
+def load_score_model(folder: str, score_type: str, key: str, **options) -> ScoreModel:
+    """The score model in ``folder`` as a ``score_type`` model (reward, cost, critic); a folder
+    holding another kind (a reward model given as the cost model) is a ConfigError naming
+    ``key``."""
+    try:
+        return ScoreModel.from_pretrained(folder, score_type=score_type, **options)
+    except ValueError as error:
+        raise ConfigError(f"config key '{key}': {error}") from None

@@ -23,7 +23,7 @@ from ..rollout import Retokenizer, same_tokenizer
 from ..stages import PPOLagrangianModule, updates_per_rollout
 from .data import datamodule_options, uses_benchmark
 from .hub import require_model_folder
-from .models import prepare_trained_model
+from .models import load_score_model, prepare_trained_model
 from .runner import DataNeed, StageContext, TrainingJob, fit_and_report
 from .schedules import build_schedule
 
@@ -158,7 +158,9 @@ def _score_model(path: str, name: str, actor_tokenizer, typed: RunConfig):
     """A frozen R or C, and a re-tokenizer when its tokenizer is not the actor's."""
     require_model_folder(path, f"stage.{name}_model", f"run the {name} stage first")
     trust = typed.model.trust_remote_code
-    model = ScoreModel.from_pretrained(path, trust_remote_code=trust, dtype=typed.model.dtype)
+    model = load_score_model(
+        path, name, f"stage.{name}_model", trust_remote_code=trust, dtype=typed.model.dtype
+    )
     tokenizer = load_tokenizer(path, trust_remote_code=trust)
     if same_tokenizer(tokenizer, actor_tokenizer):
         return model, None

@@ -119,6 +119,7 @@ def _load_score_model(stage: PreferenceStageConfig, run: RunConfig) -> ScoreMode
     model = ScoreModel.from_pretrained(
         stage.init_from,
         score_type=stage.name,
+        retype=True,  # a score model of another kind may start this one: its head is kept
         trust_remote_code=run.model.trust_remote_code,
         **normalizer,
     )
