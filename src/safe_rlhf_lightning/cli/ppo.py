@@ -3,7 +3,6 @@ oracle evaluation before and after, training curves."""
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 from pathlib import Path
@@ -24,7 +23,13 @@ from ..distributed import (
     replicates_parameters,
 )
 from ..evaluation import oracle_table, plot_training_curves, second_half_oscillation
-from ..files import write_json_atomic, write_jsonl_atomic, write_text_atomic
+from ..files import (
+    append_jsonl,
+    read_jsonl_rows,
+    write_json_atomic,
+    write_jsonl_atomic,
+    write_text_atomic,
+)
 from ..lagrange import LambdaSchedule
 from ..models import ScoreModel, load_causal_lm, load_tokenizer, merge_lora, save_pretrained_atomic
 from ..rollout import Retokenizer, SamplingOptions, same_tokenizer
@@ -281,14 +286,11 @@ class _SampleFile:
     def __call__(self, step: int, rows: list[dict]) -> None:
         if not self.trainer.is_global_zero:
             return
-        if not self.checked and self.path.exists():
-            lines = self.path.read_text(encoding="utf-8").splitlines()
-            kept = [row for row in map(json.loads, filter(None, lines)) if row["step"] < step]
-            if len(kept) < len(lines):
-                write_jsonl_atomic(self.path, kept)
+        if not self.checked and self.path.exists():  # rewritten whole: a torn last line goes
+            kept = [row for row in read_jsonl_rows(self.path) if row["step"] < step]
+            write_jsonl_atomic(self.path, kept)
         self.checked = True
-        with self.path.open("a", encoding="utf-8") as file:
-            file.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        append_jsonl(self.path, rows)
         for logger in self.trainer.loggers:
             if hasattr(logger, "log_table"):  # wandb
                 columns = list(rows[0])
