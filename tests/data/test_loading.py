@@ -192,3 +192,17 @@ def test_check_sources_returns_what_each_source_gave(two_sources: tuple[Path, Pa
         [f"{two_sources[0]}:0.5", str(two_sources[1])], "supervised", key="data.sft_train"
     )
     assert [(s.num_valid, s.num_skipped, s.num_selected) for s in stats] == [(10, 0, 5), (4, 0, 4)]
+
+
+def test_check_sources_for_the_cost_stage_wants_consistent_safety_labels(tmp_path: Path) -> None:
+    unlabelled = dict.fromkeys(("safer_response_id", "is_response_0_safe", "is_response_1_safe"))
+    path = write_jsonl(tmp_path / "hh.jsonl", [preference_row(0, **unlabelled)])
+    key = "data.preference_train"
+    assert check_sources([str(path)], "preference", key=key)[0].num_valid == 1  # fine for R
+    with pytest.raises(RecordError, match=rf"^config key '{key}': {path} has no safety labels"):
+        check_sources([str(path)], "preference", key=key, safety_labels=True)
+    path = write_jsonl(tmp_path / "pairs.jsonl", [preference_row(0, safer_response_id=1)])
+    with pytest.raises(RecordError, match=r"pairs\.jsonl line 1: inconsistent safety labels"):
+        check_sources([str(path)], "preference", key=key, safety_labels=True)
+    assert check_sources([str(path)], "preference", key=key, safety_labels=True,
+                         skip_bad_records=True)[0].num_valid == 1  # fmt: skip

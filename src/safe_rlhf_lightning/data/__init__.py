@@ -26,7 +26,6 @@ from safe_rlhf_lightning.data.dataset import (
     PromptDataset,
     SafetyPreferenceDataset,
     SupervisedDataset,
-    require_safety_labels,
     safety_sign,
 )
 from safe_rlhf_lightning.data.loading import (
@@ -52,6 +51,7 @@ from safe_rlhf_lightning.data.records import (
     parse_record,
     parse_supervised,
     record_to_row,
+    require_safety_labels,
 )
 from safe_rlhf_lightning.data.sources import (
     REGISTRY,

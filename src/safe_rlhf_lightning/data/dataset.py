@@ -31,6 +31,7 @@ from safe_rlhf_lightning.data.records import (
     RecordError,
     SupervisedRecord,
     check_safety_consistency,
+    require_safety_labels,
 )
 from safe_rlhf_lightning.data.template import PromptTemplate
 
@@ -272,22 +273,6 @@ class PreferenceDataset(ExampleList[PreferenceExample]):
         self.examples, self.num_skipped, self.num_truncated, self.num_identical = pairs.build(
             records, build, skip_bad_records=skip_bad_records, label=type(self).__name__
         )
-
-
-def require_safety_labels(records: Sequence[PreferenceRecord]) -> None:
-    """Raise (even when skipping bad records: the whole source is unusable) at the first pair
-    without safety labels, naming its source."""
-    for record in records:
-        if not record.has_safety_labels:
-            source = record.origin.source if record.origin is not None else "a preference source"
-            raise ValueError(
-                f"{source} has no safety labels (safer_response_id, is_response_0_safe and "
-                "is_response_1_safe are null, e.g. Anthropic HH-RLHF: helpfulness/harmlessness "
-                "preferences only). The cost model needs them for its sign term (C > 0 for a "
-                "response labelled unsafe); such a dataset can train the reward model only. "
-                "Train the cost model on PKU-SafeRLHF (data=pku_saferlhf) or on your own pairs "
-                "with safety labels."
-            )
 
 
 def safety_sign(is_safe: bool) -> int:

@@ -10,7 +10,14 @@ from typing import TypeVar
 
 import numpy as np
 
-from safe_rlhf_lightning.data.records import Record, RecordError, RecordKind, parse_record
+from safe_rlhf_lightning.data.records import (
+    Record,
+    RecordError,
+    RecordKind,
+    check_safety_consistency,
+    parse_record,
+    require_safety_labels,
+)
 from safe_rlhf_lightning.data.sources import READABLE_AS, DatasetSpec, parse_spec, resolve
 
 logger = logging.getLogger(__name__)
@@ -190,9 +197,11 @@ def check_sources(
     data_root: str | Path | None = None,
     skip_bad_records: bool = False,
     seed: int = 42,
+    safety_labels: bool = False,
 ) -> list[SourceStats]:
     """Read and validate every record of ``specs`` as :func:`load_records` does, without a
-    tokenizer, so that a run can refuse its data before it loads any model.
+    tokenizer, so that a run can refuse its data before it loads any model. With
+    ``safety_labels`` (the cost stage) every pair must also carry consistent safety labels.
 
     Every failure (a bad record, an unknown name, a missing file, a hub dataset not in the
     cache, no usable records) is a one-line :class:`RecordError` that starts with
@@ -200,10 +209,17 @@ def check_sources(
     Records that only tokenization can reject (too long a prompt, a pair identical once
     tokenized) are left to the datasets.
     """
+    if safety_labels and kind != "preference":
+        raise ValueError(f"safety labels are only checked on preference records, not {kind}")
     try:
-        _, stats = load_records_with_stats(
+        records, stats = load_records_with_stats(
             specs, kind, data_root=data_root, skip_bad_records=skip_bad_records, seed=seed
         )
+        if safety_labels:
+            require_safety_labels(records)  # type: ignore[arg-type]
+            if not skip_bad_records:  # else the dataset skips and counts them
+                for record in records:
+                    check_safety_consistency(record)  # type: ignore[arg-type]
     except (ValueError, OSError) as error:  # RecordError is a ValueError
         raise RecordError(str(error), origin=f"config key '{key}'") from None
     return stats

@@ -29,7 +29,7 @@ Fields a schema does not name (``response_0_harm_category``, ``response_0_severi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -282,3 +282,19 @@ def check_safety_consistency(record: PreferenceRecord) -> None:
             f"is_response_{safer}_safe is false while is_response_{other}_safe is true",
             origin=record.origin,
         )
+
+
+def require_safety_labels(records: Sequence[PreferenceRecord]) -> None:
+    """Raise (even when skipping bad records: the whole source is unusable) at the first pair
+    without safety labels, naming its source: the cost model's data must carry them."""
+    for record in records:
+        if not record.has_safety_labels:
+            source = record.origin.source if record.origin is not None else "a preference source"
+            raise RecordError(
+                f"{source} has no safety labels (safer_response_id, is_response_0_safe and "
+                "is_response_1_safe are null, e.g. Anthropic HH-RLHF: helpfulness/harmlessness "
+                "preferences only). The cost model needs them for its sign term (C > 0 for a "
+                "response labelled unsafe); such a dataset can train the reward model only. "
+                "Train the cost model on PKU-SafeRLHF (data=pku_saferlhf) or on your own pairs "
+                "with safety labels."
+            )
