@@ -232,11 +232,8 @@ class _PairTokens:
         _log_truncated(label, self.num_truncated, 2 * self.num_records, self.max_length)
         if self.identical:
             shown = "; ".join(self.identical[:MAX_NAMED])
-            more = (
-                f"; and {len(self.identical) - MAX_NAMED} more"
-                if self.num_identical > MAX_NAMED
-                else ""
-            )
+            unnamed = self.num_identical - MAX_NAMED
+            more = f"; and {unnamed} more" if unnamed > 0 else ""
             logger.warning(
                 "%s: dropped %d pairs whose two responses are the same tokens after tokenization "
                 "and truncation to max_length=%d: %s%s",

@@ -182,6 +182,9 @@ def load_records(
         data_root: folder holding the embedded benchmark's files (``benchmark-*`` names).
         skip_bad_records: skip and count rows that fail validation instead of raising.
         seed: makes the random subsets of fractional proportions reproducible.
+
+    Raises:
+        RecordError: a bad row (unless skipped), or no record left at all, naming the sources.
     """
     records, _ = load_records_with_stats(
         specs, kind, data_root=data_root, skip_bad_records=skip_bad_records, seed=seed
