@@ -8,8 +8,10 @@ this file is the one list of what a user can get wrong.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -189,6 +191,66 @@ def test_cli_reports_a_bad_data_file_in_one_line(tmp_path, benchmark_dir):
     assert "Traceback" not in output
     assert f"{path} line 2: invalid JSON" in output
     assert not (tmp_path / "run" / "model").exists()
+
+
+def _cli(*overrides: str, tmp_path: Path, env: dict[str, str] | None = None):
+    """``safe-rlhf-train`` in a subprocess; its output is stdout and stderr together (Hydra's
+    log handler may write to either)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "safe_rlhf_lightning.cli.train", *overrides,
+         f"hydra.run.dir={tmp_path / 'run'}", f"paths.data_dir={tmp_path / 'data'}"],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    return result.returncode, result.stdout + result.stderr
+
+
+def test_cli_reports_a_training_set_left_empty_in_one_line(model_folders, tmp_path):
+    """All pairs skipped or identical once tokenized: exit 2 and one line, not torch's
+    'num_samples should be a positive integer value' with a traceback."""
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(
+        _line(better_response_id=2) + "\n" + _line(response_0="  Same.", response_1="Same.")
+    )
+    code, output = _cli(
+        "stage=reward", "debug=fast", f"stage.init_from={model_folders / 'sft'}",
+        f"data.preference_train=[{path}]", "data.preference_eval=[]",
+        "data.skip_bad_records=true", tmp_path=tmp_path,
+    )  # fmt: skip
+    assert code == 2, output[-3000:]
+    assert "Traceback" not in output and "num_samples" not in output
+    assert (
+        f"no usable records in {path}: 1 skipped as bad records, 1 dropped as identical after "
+        "tokenization" in output
+    )
+    assert not (tmp_path / "run" / "model").exists()
+
+
+def test_identical_responses_are_a_record_error(tmp_path):
+    path = _write(tmp_path / "pairs.jsonl", _line(response_1=GOOD["response_0"]))
+    with pytest.raises(RecordError, match=r"line 2: field 'response_1' is identical to response_0"):
+        load_records([str(path)], "preference")
+
+
+def test_cli_reports_an_uncached_hub_dataset_in_one_line(model_folders, tmp_path):
+    """Offline (the CLI's default) with an empty cache: which dataset, that it is not cached,
+    and how to get it; no network is tried, so it fails at once."""
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_DATASETS_OFFLINE": "1",
+           "HF_HUB_OFFLINE": "1"}  # fmt: skip
+    env.pop("HF_DATASETS_CACHE", None)
+    env.pop("HF_HUB_CACHE", None)
+    started = time.monotonic()
+    code, output = _cli(
+        "stage=cost", "data=pku_saferlhf", "debug=fast",
+        f"stage.init_from={model_folders / 'sft'}", tmp_path=tmp_path, env=env,
+    )  # fmt: skip
+    assert code == 2, output[-3000:]
+    assert "Traceback" not in output and "ConnectionError" not in output
+    assert (
+        "dataset 'PKU-SafeRLHF/train': PKU-Alignment/PKU-SafeRLHF[train] is not in the local "
+        "datasets cache" in output
+    )
+    assert "HF_DATASETS_OFFLINE=0" in output and "'PKU-SafeRLHF/train:1:/path/to/copy'" in output
+    assert time.monotonic() - started < 120  # a hub look-up online retries for minutes
 
 
 def test_checkpoints_load_without_unpickling_code(model_folders, tmp_path, benchmark_dir):

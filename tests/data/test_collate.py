@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 
@@ -170,10 +172,16 @@ def test_preference_dataset_orders_better_first(tokenizer) -> None:
         assert tokenizer.decode(example.worse_input_ids).endswith(f" {worse}</s>")
 
 
-def test_identical_pairs_are_dropped(tokenizer) -> None:
-    same = parse_preference(preference_row(0, response_1="Same.", response_0="  Same."))
-    dataset = PreferenceDataset([same, parse_preference(preference_row(1))], tokenizer)
-    assert len(dataset) == 1 and dataset.num_identical == 1 and dataset.num_skipped == 0
+def test_identical_pairs_are_dropped_and_the_warning_names_them(tokenizer, caplog) -> None:
+    row = preference_row(0, response_1="Same.", response_0="  Same.")
+    same = [parse_preference(row, Origin("data/pairs.jsonl", f"line {i}")) for i in range(1, 8)]
+    with caplog.at_level(logging.WARNING, logger="safe_rlhf_lightning.data"):
+        dataset = PreferenceDataset([*same, parse_preference(preference_row(1))], tokenizer)
+    assert len(dataset) == 1 and dataset.num_identical == 7 and dataset.num_skipped == 0
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "dropped 7 pairs" in warning and "max_length=512" in warning
+    named = "; ".join(f"data/pairs.jsonl line {i}" for i in range(1, 6))
+    assert warning.endswith(f": {named}; and 2 more")
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ import torch
 from safe_rlhf_lightning.data import (
     PreferenceDataModule,
     PromptDataModule,
+    RecordError,
     SafetyPreferenceDataset,
     SupervisedDataModule,
 )
@@ -20,6 +21,8 @@ from safe_rlhf_lightning.types import (
     SafetyPreferenceBatch,
     SupervisedBatch,
 )
+
+from .conftest import preference_row, write_jsonl
 
 
 def test_supervised_datamodule(tokenizer, data_root: Path) -> None:
@@ -143,3 +146,37 @@ def test_trainer_validates_eval_datasets(tokenizer, data_root: Path, tmp_path: P
     )
     trainer.fit(module, datamodule=data)
     assert len(module.seen) == 3 + 1  # three train batches, one validation batch
+
+
+# ------------------------------------------------------------------ a split left empty
+
+
+def test_a_train_split_left_empty_says_which_records_went_and_why(
+    tokenizer, tmp_path: Path
+) -> None:
+    """Every pair skipped as bad or identical once tokenized: one error, not torch's
+    ``num_samples should be a positive integer value`` from an empty DataLoader."""
+    rows = [
+        preference_row(0, better_response_id=2),  # bad: skipped when reading
+        preference_row(1, response_0="  Same.", response_1="Same."),  # the same tokens twice
+        preference_row(2, safer_response_id=1),  # inconsistent safety labels: bad for C only
+    ]
+    cases = [
+        (False, rows[:2], "1 skipped as bad records, 1 dropped as identical after tokenization"),
+        (True, rows, "2 skipped as bad records, 1 dropped as identical after tokenization"),
+    ]
+    for safety, kept_rows, reasons in cases:
+        path = write_jsonl(tmp_path / f"pairs_{safety}.jsonl", kept_rows)
+        data = PreferenceDataModule(
+            tokenizer, [str(path)], safety=safety, skip_bad_records=True, batch_size=2
+        )
+        with pytest.raises(RecordError) as caught:
+            data.train_dataloader()
+        assert str(caught.value) == f"no usable records in {path}: {reasons}"
+
+
+def test_an_empty_prompt_split_is_an_error(tokenizer, tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": "word " * 50}])
+    data = PromptDataModule(tokenizer, [str(path)], max_length=16, skip_bad_records=True)
+    with pytest.raises(RecordError, match=rf"no usable records in {path}: 1 skipped as bad"):
+        data.train_dataloader()

@@ -10,9 +10,11 @@ import pytest
 from safe_rlhf_lightning.data import (
     DatasetSpec,
     RecordError,
+    check_sources,
     load_records,
     load_records_with_stats,
     mix_sources,
+    no_usable_records,
 )
 
 from .conftest import preference_row, supervised_row, write_jsonl
@@ -25,7 +27,7 @@ def two_sources(tmp_path: Path) -> tuple[Path, Path]:
     return first, second
 
 
-@pytest.mark.parametrize(("proportion", "expected"), [(0.5, 5), (1, 10), (2.5, 25), (0.04, 0)])
+@pytest.mark.parametrize(("proportion", "expected"), [(0.5, 5), (1, 10), (2.5, 25), (0.06, 1)])
 def test_proportion_gives_round_p_times_n(
     two_sources: tuple[Path, Path], proportion: float, expected: int
 ) -> None:
@@ -122,3 +124,85 @@ def test_read_as_prompts_only_the_prompt_must_be_valid(pairs_with_bad_lines: Pat
 def test_no_specs_is_an_error() -> None:
     with pytest.raises(ValueError, match="no dataset specs"):
         load_records([], "prompt")
+
+
+# ------------------------------------------------------------------------- no usable records
+
+
+def test_no_usable_records_names_the_sources_and_each_reason() -> None:
+    removed = {"skipped as bad records": 3, "dropped as identical after tokenization": 2, "x": 0}
+    error = no_usable_records(["data/pairs.jsonl", "b.jsonl"], removed)
+    assert isinstance(error, RecordError)
+    assert str(error) == (
+        "no usable records in data/pairs.jsonl, b.jsonl: 3 skipped as bad records, "
+        "2 dropped as identical after tokenization"
+    )
+    assert str(no_usable_records(["a"], {})) == "no usable records in a: no rows"
+
+
+def test_every_record_skipped_is_an_error_naming_the_file(tmp_path: Path) -> None:
+    path = write_jsonl(
+        tmp_path / "pairs.jsonl",
+        [preference_row(0, better_response_id=2), preference_row(1, response_1="Same.",
+                                                                 response_0="Same.")],
+    )  # fmt: skip
+    with pytest.raises(RecordError) as caught:
+        load_records([str(path)], "preference", skip_bad_records=True)
+    assert str(caught.value) == f"no usable records in {path}: 2 skipped as bad records"
+
+
+def test_a_proportion_that_selects_nothing_is_an_error(two_sources: tuple[Path, Path]) -> None:
+    with pytest.raises(RecordError, match="10 valid but left out by a proportion below 1"):
+        load_records([f"{two_sources[0]}:0.04"], "supervised")
+    # one empty selection among others is only a warning
+    assert len(load_records([f"{two_sources[0]}:0.04", str(two_sources[1])], "supervised")) == 4
+
+
+def test_identical_responses_are_skipped_and_counted_like_other_bad_records(
+    tmp_path: Path,
+) -> None:
+    same = preference_row(1, response_0="Same.", response_1="Same.")
+    path = write_jsonl(tmp_path / "pairs.jsonl", [preference_row(0), same])
+    with pytest.raises(RecordError, match=r"pairs\.jsonl line 2: field 'response_1' is identical"):
+        load_records([str(path)], "preference")
+    records, stats = load_records_with_stats([str(path)], "preference", skip_bad_records=True)
+    assert len(records) == 1 and stats[0].num_skipped == 1
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("no-such-dataset", r"unknown dataset 'no-such-dataset'"),
+        ("{tmp}/missing.jsonl", r"missing\.jsonl does not exist"),
+        ("{tmp}/bad.jsonl", r"bad\.jsonl line 1: field 'better_response_id' must be 0 or 1"),
+        ("{tmp}/bad.jsonl:0.5:", r"the path after the second ':' is empty"),
+        ("benchmark-preference/train", r"no data_root was given"),
+    ],
+)
+def test_check_sources_names_the_config_key(tmp_path: Path, spec: str, message: str) -> None:
+    write_jsonl(tmp_path / "bad.jsonl", [preference_row(0, better_response_id=3)])
+    with pytest.raises(RecordError, match=message) as caught:
+        check_sources([spec.format(tmp=tmp_path)], "preference", key="data.preference_train")
+    assert str(caught.value).startswith("config key 'data.preference_train': ")
+    assert "\n" not in str(caught.value)
+
+
+def test_check_sources_returns_what_each_source_gave(two_sources: tuple[Path, Path]) -> None:
+    stats = check_sources(
+        [f"{two_sources[0]}:0.5", str(two_sources[1])], "supervised", key="data.sft_train"
+    )
+    assert [(s.num_valid, s.num_skipped, s.num_selected) for s in stats] == [(10, 0, 5), (4, 0, 4)]
+
+
+def test_check_sources_for_the_cost_stage_wants_consistent_safety_labels(tmp_path: Path) -> None:
+    unlabelled = dict.fromkeys(("safer_response_id", "is_response_0_safe", "is_response_1_safe"))
+    path = write_jsonl(tmp_path / "hh.jsonl", [preference_row(0, **unlabelled)])
+    key = "data.preference_train"
+    assert check_sources([str(path)], "preference", key=key)[0].num_valid == 1  # fine for R
+    with pytest.raises(RecordError, match=rf"^config key '{key}': {path} has no safety labels"):
+        check_sources([str(path)], "preference", key=key, safety_labels=True)
+    path = write_jsonl(tmp_path / "pairs.jsonl", [preference_row(0, safer_response_id=1)])
+    with pytest.raises(RecordError, match=r"pairs\.jsonl line 1: inconsistent safety labels"):
+        check_sources([str(path)], "preference", key=key, safety_labels=True)
+    assert check_sources([str(path)], "preference", key=key, safety_labels=True,
+                         skip_bad_records=True)[0].num_valid == 1  # fmt: skip

@@ -42,7 +42,7 @@ preference_rows = st.fixed_dictionaries(
         "is_response_0_safe": st.booleans(),
         "is_response_1_safe": st.booleans(),
     }
-)
+).filter(lambda row: row["response_0"] != row["response_1"])  # the same text twice is invalid
 PREFERENCE_KEYS = {"prompt", "response_0", "response_1", "better_response_id"}
 
 

@@ -94,6 +94,10 @@ def test_numpy_scalars_are_accepted() -> None:
             "field 'response_1' must be a non-empty string, got '  \\n'",
         ),
         (
+            preference_row(response_0="Same answer.", response_1="Same answer."),
+            "data/pairs.jsonl line 7: field 'response_1' is identical to response_0",
+        ),
+        (
             preference_row(prompt=None),
             "data/pairs.jsonl line 7: field 'prompt' must be a string, got None (NoneType)",
         ),

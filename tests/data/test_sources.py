@@ -273,3 +273,36 @@ def test_json_array_file(tmp_path: Path) -> None:
 def test_local_alpaca_layout_is_detected(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "demo.jsonl", [{"instruction": "Hi", "output": "Hello!"}])
     assert load_records([str(path)], "supervised")[0].prompt == "Hi"
+
+
+def _unreachable_hub(monkeypatch: pytest.MonkeyPatch, offline: bool) -> None:
+    """``datasets`` as it behaves for a hub dataset it cannot have (its own error text)."""
+
+    def load_dataset(path: str, *args: Any, **kwargs: Any) -> Any:
+        raise ConnectionError(f"Couldn't reach '{path}' on the Hub (OfflineModeIsEnabled)")
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", offline)
+
+
+def test_an_uncached_hub_dataset_is_one_line_naming_the_spec_and_the_ways_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _unreachable_hub(monkeypatch, offline=True)
+    with pytest.raises(RecordError) as caught:
+        load_records(["PKU-SafeRLHF-v0/train:0.5"], "preference")
+    message = str(caught.value)
+    assert message.startswith(
+        "dataset 'PKU-SafeRLHF-v0/train': PKU-Alignment/PKU-SafeRLHF@v0[train] is not in the "
+        "local datasets cache and hub access is off (HF_DATASETS_OFFLINE=1)"
+    )
+    assert "with HF_DATASETS_OFFLINE=0" in message
+    assert "--revision v0 --local-dir /path/to/copy" in message
+    assert message.endswith("'PKU-SafeRLHF-v0/train:0.5:/path/to/copy'")
+    assert "\n" not in message
+
+
+def test_an_unreachable_hub_online_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    _unreachable_hub(monkeypatch, offline=False)
+    with pytest.raises(RecordError, match=r"^dataset 'alpaca': cannot reach tatsu-lab/alpaca"):
+        load_records(["alpaca"], "supervised")

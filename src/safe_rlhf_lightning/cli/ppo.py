@@ -3,7 +3,6 @@ oracle evaluation before and after, training curves."""
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 from collections.abc import Callable
@@ -17,7 +16,7 @@ from ..config import ConfigError, PPOStageConfig, RunConfig
 from ..data import PromptDataModule, PromptTemplate, SupervisedDataModule
 from ..distributed import gather_objects, ranks_in_sync, replicates_parameters
 from ..evaluation import oracle_table, plot_training_curves, second_half_oscillation
-from ..files import write_jsonl_atomic, write_text_atomic
+from ..files import append_jsonl, read_jsonl_rows, write_jsonl_atomic, write_text_atomic
 from ..models import ScoreModel, load_causal_lm, load_tokenizer, save_pretrained_atomic
 from ..rollout import Retokenizer, same_tokenizer
 from ..stages import PPOLagrangianModule, updates_per_rollout
@@ -231,14 +230,11 @@ class _SampleFile:
         trainer = self.trainer_of()
         if not trainer.is_global_zero:
             return
-        if not self.checked and self.path.exists():
-            lines = self.path.read_text(encoding="utf-8").splitlines()
-            kept = [row for row in map(json.loads, filter(None, lines)) if row["step"] < step]
-            if len(kept) < len(lines):
-                write_jsonl_atomic(self.path, kept)
+        if not self.checked and self.path.exists():  # rewritten whole: a torn last line goes
+            kept = [row for row in read_jsonl_rows(self.path) if row["step"] < step]
+            write_jsonl_atomic(self.path, kept)
         self.checked = True
-        with self.path.open("a", encoding="utf-8") as file:
-            file.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        append_jsonl(self.path, rows)
         for logger in trainer.loggers:
             if hasattr(logger, "log_table"):  # wandb
                 columns = list(rows[0])

@@ -22,11 +22,11 @@ MODULES = {"reward": RewardModule, "cost": CostModule}
 
 
 def preference_data(run: RunConfig) -> list[DataNeed]:
-    data = run.data
+    data, cost = run.data, run.stage.name == "cost"
     return [
-        DataNeed("data.preference_train", data.preference_train, "preference", required=True),
-        DataNeed("stage.collected_train", _collected(run.stage), "preference"),
-        DataNeed("data.preference_eval", data.preference_eval, "preference"),
+        DataNeed("data.preference_train", data.preference_train, "preference", True, cost),
+        DataNeed("stage.collected_train", _collected(run.stage), "preference", False, cost),
+        DataNeed("data.preference_eval", data.preference_eval, "preference", False, cost),
     ]
 
 

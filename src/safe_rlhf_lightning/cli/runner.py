@@ -26,7 +26,7 @@ from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 from torch import nn
 
 from ..config import ConfigError, DataConfig, RunConfig
-from ..data import PromptTemplate, datasets_without_safety_labels, load_records
+from ..data import PromptTemplate, check_sources, datasets_without_safety_labels
 from ..distributed import full_parameters, is_global_zero
 from ..evaluation import held_out_prompts, oracle_evaluation
 from ..files import write_json_atomic, write_jsonl_atomic, write_text_atomic
@@ -73,6 +73,8 @@ class DataNeed:
     specs: list[str]
     kind: str
     required: bool = False
+    safety_labels: bool = False
+    """Every pair must carry consistent safety labels (the cost stage's sign term)."""
 
 
 @dataclass
@@ -177,12 +179,14 @@ def check_data(needs: list[DataNeed], typed: RunConfig) -> None:
         if need.required:
             require_datasets(need.specs, need.key)
         if need.specs:
-            load_records(
+            check_sources(
                 need.specs,
                 need.kind,
+                key=need.key,
                 data_root=data.root,
                 skip_bad_records=data.skip_bad_records,
                 seed=typed.seed,
+                safety_labels=need.safety_labels,
             )
 
 

@@ -21,18 +21,20 @@ from safe_rlhf_lightning.data.datamodule import (
     SupervisedDataModule,
 )
 from safe_rlhf_lightning.data.dataset import (
+    ExampleList,
     PreferenceDataset,
     PromptDataset,
     SafetyPreferenceDataset,
     SupervisedDataset,
-    require_safety_labels,
     safety_sign,
 )
 from safe_rlhf_lightning.data.loading import (
     SourceStats,
+    check_sources,
     load_records,
     load_records_with_stats,
     mix_sources,
+    no_usable_records,
     read_source,
 )
 from safe_rlhf_lightning.data.records import (
@@ -49,6 +51,7 @@ from safe_rlhf_lightning.data.records import (
     parse_record,
     parse_supervised,
     record_to_row,
+    require_safety_labels,
 )
 from safe_rlhf_lightning.data.sources import (
     REGISTRY,
@@ -66,6 +69,7 @@ __all__ = [
     "DEFAULT_TEMPLATE",
     "REGISTRY",
     "DatasetSpec",
+    "ExampleList",
     "Origin",
     "PreferenceCollator",
     "PreferenceDataModule",
@@ -92,12 +96,14 @@ __all__ = [
     "SupervisedExample",
     "SupervisedRecord",
     "check_safety_consistency",
+    "check_sources",
     "datasets_without_safety_labels",
     "hh_rlhf_to_preference",
     "iter_jsonl",
     "load_records",
     "load_records_with_stats",
     "mix_sources",
+    "no_usable_records",
     "pad_sequences",
     "parse_preference",
     "parse_prompt",

@@ -1,7 +1,8 @@
 """LightningDataModules: dataset specs in, DataLoaders of ``types.py`` batches out.
 
-They only wire :func:`load_records`, the tokenized datasets and the collators together; every
-option is documented on :class:`SupervisedDataModule`.
+They only wire :func:`load_records_with_stats`, the tokenized datasets and the collators
+together; every option is documented on :class:`SupervisedDataModule`. A split left with no
+example is a :class:`RecordError` that says which records went and why.
 """
 
 from __future__ import annotations
@@ -25,12 +26,13 @@ from safe_rlhf_lightning.data.collate import (
     eos_token_id,
 )
 from safe_rlhf_lightning.data.dataset import (
+    ExampleList,
     PreferenceDataset,
     PromptDataset,
     SafetyPreferenceDataset,
     SupervisedDataset,
 )
-from safe_rlhf_lightning.data.loading import load_records
+from safe_rlhf_lightning.data.loading import load_records_with_stats, no_usable_records
 from safe_rlhf_lightning.data.records import Record, RecordKind
 from safe_rlhf_lightning.data.resumable import ResumableDataLoader
 from safe_rlhf_lightning.data.template import PromptTemplate
@@ -82,20 +84,31 @@ class _TokenizedDataModule(pl.LightningDataModule, ABC):
         self.eval_dataset: Dataset[Any] | None = None
 
     @abstractmethod
-    def _make_dataset(self, records: list[Record]) -> Dataset[Any]: ...
+    def _make_dataset(self, records: list[Record]) -> ExampleList[Any]: ...
 
     @abstractmethod
     def _make_collator(self) -> Callable[[list[Any]], Any]: ...
 
-    def _load(self, specs: list[str]) -> Dataset[Any]:
-        records = load_records(
+    def _load(self, specs: list[str]) -> ExampleList[Any]:
+        records, stats = load_records_with_stats(
             specs,
             self.kind,
             data_root=self.data_root,
             skip_bad_records=self.skip_bad_records,
             seed=self.seed,
         )
-        return self._make_dataset(records)
+        dataset = self._make_dataset(records)
+        if len(dataset) == 0:
+            # A DataLoader over nothing fails deep inside torch; say which data and why instead.
+            raise no_usable_records(
+                [source.label for source in stats],
+                {
+                    "skipped as bad records": sum(source.num_skipped for source in stats)
+                    + dataset.num_skipped,
+                    "dropped as identical after tokenization": dataset.num_identical,
+                },
+            )
+        return dataset
 
     def setup(self, stage: str | None = None) -> None:
         # Loads once: Lightning calls setup for every stage (fit, validate, ...).
@@ -151,7 +164,7 @@ class SupervisedDataModule(_TokenizedDataModule):
 
     kind: RecordKind = "supervised"
 
-    def _make_dataset(self, records: list[Record]) -> Dataset[Any]:
+    def _make_dataset(self, records: list[Record]) -> ExampleList[Any]:
         return SupervisedDataset(
             records, self.tokenizer, self.template, self.max_length, self.skip_bad_records
         )
@@ -198,7 +211,7 @@ class PreferenceDataModule(_TokenizedDataModule):
         )
         self.safety = safety
 
-    def _make_dataset(self, records: list[Record]) -> Dataset[Any]:
+    def _make_dataset(self, records: list[Record]) -> ExampleList[Any]:
         dataset_type = SafetyPreferenceDataset if self.safety else PreferenceDataset
         return dataset_type(
             records, self.tokenizer, self.template, self.max_length, self.skip_bad_records
@@ -216,7 +229,7 @@ class PromptDataModule(_TokenizedDataModule):
 
     kind: RecordKind = "prompt"
 
-    def _make_dataset(self, records: list[Record]) -> Dataset[Any]:
+    def _make_dataset(self, records: list[Record]) -> ExampleList[Any]:
         return PromptDataset(
             records, self.tokenizer, self.template, self.max_length, self.skip_bad_records
         )

@@ -31,10 +31,14 @@ from safe_rlhf_lightning.data.records import (
     RecordError,
     SupervisedRecord,
     check_safety_consistency,
+    require_safety_labels,
 )
 from safe_rlhf_lightning.data.template import PromptTemplate
 
 logger = logging.getLogger(__name__)
+
+MAX_NAMED = 5
+"""How many dropped records a warning names (file and line) before it only counts them."""
 
 R = TypeVar("R")
 E = TypeVar("E")
@@ -79,10 +83,13 @@ def _log_truncated(label: str, num_truncated: int, total: int, max_length: int) 
         )
 
 
-class _ExampleList(Dataset[E], Generic[E]):
-    """A dataset of examples tokenized once up front (``self.examples``)."""
+class ExampleList(Dataset[E], Generic[E]):
+    """A dataset of examples tokenized once up front (``self.examples``), with the counts of
+    the records it left out."""
 
     examples: list[E]
+    num_skipped: int = 0  # bad records left out under skip_bad_records
+    num_identical: int = 0  # pairs left out as the same tokens twice (preference datasets)
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -91,7 +98,7 @@ class _ExampleList(Dataset[E], Generic[E]):
         return self.examples[index]
 
 
-class SupervisedDataset(_ExampleList[SupervisedExample]):
+class SupervisedDataset(ExampleList[SupervisedExample]):
     """Templated prompt + response + EOS with a loss mask on the response, for SFT."""
 
     def __init__(
@@ -124,7 +131,7 @@ class SupervisedDataset(_ExampleList[SupervisedExample]):
         _log_truncated(label, self.num_truncated, len(self.examples), max_length)
 
 
-class PromptDataset(_ExampleList[PromptExample]):
+class PromptDataset(ExampleList[PromptExample]):
     """Templated prompts for generation. Any record kind works (its prompt is taken).
 
     Args:
@@ -183,7 +190,11 @@ class _PairTokens:
         self.response_ids = encode_batch(tokenizer, responses, add_special_tokens=False)
         self.num_records = len(records)
         self.num_truncated = 0
-        self.num_identical = 0
+        self.identical: list[str] = []  # where the pairs identical after tokenization are
+
+    @property
+    def num_identical(self) -> int:
+        return len(self.identical)
 
     def sequences(self, index: int, record: PreferenceRecord) -> tuple[list[int], list[int]] | None:
         """(sequence of response 0, sequence of response 1), or None when they are the same
@@ -198,7 +209,7 @@ class _PairTokens:
             self.num_truncated += truncated
             pair.append(ids)
         if pair[0] == pair[1]:
-            self.num_identical += 1
+            self.identical.append(str(record.origin or f"record {index}"))
             return None
         return pair[0], pair[1]
 
@@ -219,15 +230,22 @@ class _PairTokens:
 
     def log(self, label: str) -> None:
         _log_truncated(label, self.num_truncated, 2 * self.num_records, self.max_length)
-        if self.num_identical:
+        if self.identical:
+            shown = "; ".join(self.identical[:MAX_NAMED])
+            unnamed = self.num_identical - MAX_NAMED
+            more = f"; and {unnamed} more" if unnamed > 0 else ""
             logger.warning(
-                "%s: dropped %d pairs whose responses are identical after tokenization",
+                "%s: dropped %d pairs whose two responses are the same tokens after tokenization "
+                "and truncation to max_length=%d: %s%s",
                 label,
                 self.num_identical,
+                self.max_length,
+                shown,
+                more,
             )
 
 
-class PreferenceDataset(_ExampleList[PreferenceExample]):
+class PreferenceDataset(ExampleList[PreferenceExample]):
     """(better, worse) sequences for the reward model, from ``better_response_id``."""
 
     def __init__(
@@ -254,28 +272,12 @@ class PreferenceDataset(_ExampleList[PreferenceExample]):
         )
 
 
-def require_safety_labels(records: Sequence[PreferenceRecord]) -> None:
-    """Raise (even when skipping bad records: the whole source is unusable) at the first pair
-    without safety labels, naming its source."""
-    for record in records:
-        if not record.has_safety_labels:
-            source = record.origin.source if record.origin is not None else "a preference source"
-            raise ValueError(
-                f"{source} has no safety labels (safer_response_id, is_response_0_safe and "
-                "is_response_1_safe are null, e.g. Anthropic HH-RLHF: helpfulness/harmlessness "
-                "preferences only). The cost model needs them for its sign term (C > 0 for a "
-                "response labelled unsafe); such a dataset can train the reward model only. "
-                "Train the cost model on PKU-SafeRLHF (data=pku_saferlhf) or on your own pairs "
-                "with safety labels."
-            )
-
-
 def safety_sign(is_safe: bool) -> int:
     """+1 for a response labelled unsafe, -1 for a safe one (cost > 0 means unsafe)."""
     return -1 if is_safe else 1
 
 
-class SafetyPreferenceDataset(_ExampleList[SafetyPreferenceExample]):
+class SafetyPreferenceDataset(ExampleList[SafetyPreferenceExample]):
     """(safer, unsafer) sequences and safety signs for the cost model, from
     ``safer_response_id`` and the ``is_response_*_safe`` labels. Pairs with inconsistent labels
     (see :func:`check_safety_consistency`) are errors, or skipped and counted. A pair without

@@ -10,7 +10,14 @@ from typing import TypeVar
 
 import numpy as np
 
-from safe_rlhf_lightning.data.records import Record, RecordError, RecordKind, parse_record
+from safe_rlhf_lightning.data.records import (
+    Record,
+    RecordError,
+    RecordKind,
+    check_safety_consistency,
+    parse_record,
+    require_safety_labels,
+)
 from safe_rlhf_lightning.data.sources import READABLE_AS, DatasetSpec, parse_spec, resolve
 
 logger = logging.getLogger(__name__)
@@ -100,6 +107,14 @@ def mix_sources(
     ]
 
 
+def no_usable_records(sources: Sequence[str], removed: Mapping[str, int]) -> RecordError:
+    """The error for data that kept nothing of ``sources``, with how many records each reason
+    removed (reasons with a count of 0 are left out), e.g. ``no usable records in
+    data/pairs.jsonl: 3 skipped as bad records, 2 dropped as identical after tokenization``."""
+    reasons = ", ".join(f"{count} {reason}" for reason, count in removed.items() if count)
+    return RecordError(f"no usable records in {', '.join(sources)}: {reasons or 'no rows'}")
+
+
 def load_records_with_stats(
     specs: Sequence[str | DatasetSpec],
     kind: RecordKind,
@@ -108,7 +123,8 @@ def load_records_with_stats(
     skip_bad_records: bool = False,
     seed: int = 42,
 ) -> tuple[list[Record], list[SourceStats]]:
-    """:func:`load_records`, also returning what each source contributed."""
+    """:func:`load_records`, also returning what each source contributed. Specs that give no
+    record at all (every row skipped) are a :class:`RecordError`."""
     parsed = [parse_spec(spec) if isinstance(spec, str) else spec for spec in specs]
     if not parsed:
         raise ValueError("no dataset specs given")
@@ -138,7 +154,16 @@ def load_records_with_stats(
         )
         if not chosen:
             logger.warning("%s gave no records", spec.name)
-    return [record for chosen in selected for record in chosen], stats
+    records = [record for chosen in selected for record in chosen]
+    if not records:
+        raise no_usable_records(
+            labels,
+            {
+                "skipped as bad records": sum(skipped),
+                "valid but left out by a proportion below 1": sum(len(g) for g in groups),
+            },
+        )
+    return records, stats
 
 
 def load_records(
@@ -157,8 +182,47 @@ def load_records(
         data_root: folder holding the embedded benchmark's files (``benchmark-*`` names).
         skip_bad_records: skip and count rows that fail validation instead of raising.
         seed: makes the random subsets of fractional proportions reproducible.
+
+    Raises:
+        RecordError: a bad row (unless skipped), or no record left at all, naming the sources.
     """
     records, _ = load_records_with_stats(
         specs, kind, data_root=data_root, skip_bad_records=skip_bad_records, seed=seed
     )
     return records
+
+
+def check_sources(
+    specs: Sequence[str | DatasetSpec],
+    kind: RecordKind,
+    *,
+    key: str,
+    data_root: str | Path | None = None,
+    skip_bad_records: bool = False,
+    seed: int = 42,
+    safety_labels: bool = False,
+) -> list[SourceStats]:
+    """Read and validate every record of ``specs`` as :func:`load_records` does, without a
+    tokenizer, so that a run can refuse its data before it loads any model. With
+    ``safety_labels`` (the cost stage) every pair must also carry consistent safety labels.
+
+    Every failure (a bad record, an unknown name, a missing file, a hub dataset not in the
+    cache, no usable records) is a one-line :class:`RecordError` that starts with
+    ``config key '<key>'``, the setting that lists ``specs`` (e.g. ``data.preference_train``).
+    Records that only tokenization can reject (too long a prompt, a pair identical once
+    tokenized) are left to the datasets.
+    """
+    if safety_labels and kind != "preference":
+        raise ValueError(f"safety labels are only checked on preference records, not {kind}")
+    try:
+        records, stats = load_records_with_stats(
+            specs, kind, data_root=data_root, skip_bad_records=skip_bad_records, seed=seed
+        )
+        if safety_labels:
+            require_safety_labels(records)  # type: ignore[arg-type]
+            if not skip_bad_records:  # else the dataset skips and counts them
+                for record in records:
+                    check_safety_consistency(record)  # type: ignore[arg-type]
+    except (ValueError, OSError) as error:  # RecordError is a ValueError
+        raise RecordError(str(error), origin=f"config key '{key}'") from None
+    return stats

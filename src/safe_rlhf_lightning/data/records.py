@@ -17,6 +17,7 @@ Validation is strict on types, by decision:
 - Safety flags must be real booleans (Python/NumPy ``bool``, JSON ``true``/``false``). The
   integers 0/1 are rejected as well: PKU-SafeRLHF and the embedded benchmark store real booleans,
   and a 0/1 in a flag column usually means a response id was written there.
+- The two responses of a pair must differ (the same text twice is a record error).
 - The three safety labels (``safer_response_id``, ``is_response_0_safe``,
   ``is_response_1_safe``) may all be null together: a pair labelled for helpfulness only (e.g.
   Anthropic HH-RLHF). Such a pair trains the reward model; the cost model refuses it. One or two
@@ -28,7 +29,7 @@ Fields a schema does not name (``response_0_harm_category``, ``response_0_severi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -52,7 +53,9 @@ class Origin:
 
 class RecordError(ValueError):
     """A row that does not fit its schema, e.g.
-    ``data/pairs.jsonl line 7: field 'better_response_id' must be 0 or 1, got 2``."""
+    ``data/pairs.jsonl line 7: field 'better_response_id' must be 0 or 1, got 2``, or a source
+    that gives no usable rows (an empty file, a hub dataset that cannot be had, every row
+    skipped). The CLI prints it in one line and exits with status 2."""
 
     def __init__(
         self, problem: str, *, origin: Origin | str | None = None, field: str | None = None
@@ -203,6 +206,14 @@ def parse_preference(row: Any, origin: Origin | None = None) -> PreferenceRecord
     prompt = require_text(row, "prompt", origin)
     response_0 = require_text(row, "response_0", origin)
     response_1 = require_text(row, "response_1", origin)
+    if response_1 == response_0:
+        # The pair carries no preference, and the pairwise losses have no position where the
+        # two sequences differ (upstream safe-rlhf rejects such a pair as well).
+        raise RecordError(
+            "is identical to response_0: a pair needs two different responses",
+            origin=origin,
+            field="response_1",
+        )
     better_response_id = require_response_id(row, "better_response_id", origin)
     if all(_get(row, name, origin) is None for name in SAFETY_LABEL_FIELDS):
         safety: tuple[int | None, bool | None, bool | None] = (None, None, None)
@@ -271,3 +282,19 @@ def check_safety_consistency(record: PreferenceRecord) -> None:
             f"is_response_{safer}_safe is false while is_response_{other}_safe is true",
             origin=record.origin,
         )
+
+
+def require_safety_labels(records: Sequence[PreferenceRecord]) -> None:
+    """Raise (even when skipping bad records: the whole source is unusable) at the first pair
+    without safety labels, naming its source: the cost model's data must carry them."""
+    for record in records:
+        if not record.has_safety_labels:
+            source = record.origin.source if record.origin is not None else "a preference source"
+            raise RecordError(
+                f"{source} has no safety labels (safer_response_id, is_response_0_safe and "
+                "is_response_1_safe are null, e.g. Anthropic HH-RLHF: helpfulness/harmlessness "
+                "preferences only). The cost model needs them for its sign term (C > 0 for a "
+                "response labelled unsafe); such a dataset can train the reward model only. "
+                "Train the cost model on PKU-SafeRLHF (data=pku_saferlhf) or on your own pairs "
+                "with safety labels."
+            )

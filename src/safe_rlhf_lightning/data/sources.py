@@ -385,11 +385,43 @@ class ResolvedSource:
     hub_id: str | None = None
     subset: HubSubset = HubSubset()
     safety_labels: bool = True
+    spec: DatasetSpec | None = None  # the spec of a hub dataset, named by its errors
 
     def rows(self) -> RowStream:
         if self.path is not None:
             return _load_local(self.path, self.subset, self.label)
-        return iter_table(self.subset.load(self.hub_id), self.label)
+        return iter_table(_load_hub(self), self.label)
+
+
+def _load_hub(source: ResolvedSource) -> datasets.Dataset:
+    """The hub dataset of ``source``; one that cannot be had (not cached while offline, or the
+    hub unreachable) is a :class:`RecordError` naming the spec and the ways out."""
+    try:
+        return source.subset.load(source.hub_id)
+    except ConnectionError as error:  # what `datasets` raises offline, and without a network
+        name = source.spec.name if source.spec is not None else source.label
+        message = hub_unavailable_message(source, error)
+        raise RecordError(message, origin=f"dataset {name!r}") from None
+
+
+def hub_unavailable_message(source: ResolvedSource, error: Exception) -> str:
+    """Why a hub dataset could not be loaded, and how to get it: download it once with hub
+    access on (the CLI turns it off by default), or point the spec at a local copy."""
+    if datasets.config.HF_HUB_OFFLINE:
+        reason = (
+            f"{source.label} is not in the local datasets cache and hub access is off "
+            "(HF_DATASETS_OFFLINE=1); download it once by running the same command with "
+            "HF_DATASETS_OFFLINE=0 (needs internet)"
+        )
+    else:
+        reason = f"cannot reach {source.label} on the hub ({error}); check the network"
+    spec = source.spec or DatasetSpec(source.label)
+    revision = f" --revision {source.subset.revision}" if source.subset.revision else ""
+    return (
+        f"{reason}, or use a local copy of the repository, e.g. `hf download --repo-type "
+        f"dataset {source.hub_id}{revision} --local-dir /path/to/copy` and the spec "
+        f"'{spec.name}:{spec.proportion:g}:/path/to/copy'"
+    )
 
 
 def resolve(spec: DatasetSpec, data_root: str | Path | None) -> ResolvedSource:
@@ -424,7 +456,7 @@ def resolve(spec: DatasetSpec, data_root: str | Path | None) -> ResolvedSource:
         return ResolvedSource(str(path), kind, adapter, path=path)
     label = subset.describe(registered.hub_id)
     return ResolvedSource(label, kind, adapter, hub_id=registered.hub_id, subset=subset,
-                          safety_labels=labels)  # fmt: skip
+                          safety_labels=labels, spec=spec)  # fmt: skip
 
 
 def _detect_adapter(row: Mapping[str, Any], origin: Origin) -> dict[str, Any]:
