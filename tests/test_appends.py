@@ -11,8 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from safe_rlhf_lightning.data import RecordError
-from safe_rlhf_lightning.files import append_jsonl, read_jsonl_rows
+from safe_rlhf_lightning.data import RecordError, read_jsonl_rows
+from safe_rlhf_lightning.files import append_jsonl
 
 ROWS = [{"step": 0, "response": "Knead the dough."}, {"step": 1, "response": "Ça coûte 5 €."}]
 

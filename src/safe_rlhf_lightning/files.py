@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import logging
 import os
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -83,13 +82,11 @@ def save_figure_atomic(figure: Any, path: str | Path, dpi: int = 120) -> Path:
 # line, so appends are whole lines in one write and the reader drops a torn tail.
 # ---------------------------------------------------------------------------------------------
 
-logger = logging.getLogger(__name__)
-
 
 def append_jsonl(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> None:
     """Append ``rows`` as JSON lines in one write, then fsync: a crash leaves the file as it
     was, or (a kill or a full disk inside the write) with a torn last line that
-    :func:`read_jsonl_rows` drops. A writer that resumes such a file rewrites what it read back
+    ``data.read_jsonl_rows`` drops. A writer that resumes such a file rewrites what it read back
     before its first append (else that append would continue the torn line)."""
     data = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8")
     descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -100,38 +97,3 @@ def append_jsonl(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
-
-
-def read_jsonl_rows(path: str | Path) -> list[Any]:
-    """The rows of a JSON Lines file that grows by :func:`append_jsonl`.
-
-    A last line without its newline that is not valid JSON is the torn end of an append cut
-    short: it is dropped with a warning saying how many bytes went. Any other bad line is a
-    ``RecordError`` naming the file and line; blank lines are ignored.
-    """
-    path = Path(path)
-    data = path.read_bytes()
-    lines = data.split(b"\n")
-    tail = lines.pop()  # b"" when the file ends with a newline
-    rows = [_json_line(path, number, raw) for number, raw in enumerate(lines, 1) if raw.strip()]
-    if tail.strip():
-        try:
-            rows.append(json.loads(tail.decode("utf-8")))
-        except ValueError:  # UnicodeDecodeError included: a character cut in two
-            logger.warning(
-                "%s: dropped a torn last line (%d bytes, an append cut short) after %d rows",
-                path,
-                len(tail),
-                len(rows),
-            )
-    return rows
-
-
-def _json_line(path: Path, number: int, raw: bytes) -> Any:
-    try:
-        return json.loads(raw.decode("utf-8"))
-    except ValueError as error:
-        # Imported here: the data package pulls in torch and Lightning.
-        from .data.records import RecordError
-
-        raise RecordError(f"invalid JSON ({error})", origin=f"{path} line {number}") from None

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from safe_rlhf_lightning.cli.runner import run_stage
-from safe_rlhf_lightning.config import ConfigError
+from safe_rlhf_lightning.config import ConfigError, PreferenceStageConfig
 from safe_rlhf_lightning.data import PreferenceDataModule
 from safe_rlhf_lightning.models import ScoreModel, build_tiny_causal_lm
 from safe_rlhf_lightning.stages import CostModule, RewardModule
@@ -35,7 +35,9 @@ def test_two_steps_move_every_parameter(
     )
     # Validate at step 2, before the epoch ends.
     trainer = quick_trainer(limit_val_batches=2, val_check_interval=2)
-    module = module_class(model, loss_type=loss_type, lr=1e-2, lr_warmup_ratio=0.0)
+    name = "cost" if safety else "reward"
+    config = PreferenceStageConfig(name=name, loss_type=loss_type, lr=1e-2, lr_warmup_ratio=0.0)
+    module = module_class(model, config)
     trainer.fit(module, datamodule=datamodule)
     metrics = trainer.callback_metrics
     assert torch.isfinite(metrics["train/loss"])

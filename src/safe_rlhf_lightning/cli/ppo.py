@@ -13,10 +13,10 @@ from pytorch_lightning.utilities import CombinedLoader
 
 from ..benchmark import evaluate_responses
 from ..config import ConfigError, PPOStageConfig, RunConfig
-from ..data import PromptDataModule, PromptTemplate, SupervisedDataModule
+from ..data import PromptDataModule, PromptTemplate, SupervisedDataModule, read_jsonl_rows
 from ..distributed import gather_objects, ranks_in_sync, replicates_parameters
 from ..evaluation import oracle_table, plot_training_curves, second_half_oscillation
-from ..files import append_jsonl, read_jsonl_rows, write_jsonl_atomic, write_text_atomic
+from ..files import append_jsonl, write_jsonl_atomic, write_text_atomic
 from ..models import ScoreModel, load_causal_lm, load_tokenizer, save_pretrained_atomic
 from ..rollout import Retokenizer, same_tokenizer
 from ..stages import PPOLagrangianModule, updates_per_rollout

@@ -153,18 +153,16 @@ def run_stage(cfg: DictConfig) -> dict:
     if typed.stage.name not in STAGES:
         raise ConfigError(f"config key 'stage.name' must be one of {sorted(STAGES)}")
     stage = STAGES[typed.stage.name]
+    if typed.stage.name == "cost":
+        require_safety_labelled_data(typed.data)
+    require_devices(typed.trainer)
+    typed.stage = resolve_hub_models(typed.stage)
+    if typed.model.name_or_path is not None:
+        typed.model.name_or_path = resolve_hub_model(typed.model.name_or_path, "model.name_or_path")
+    ensure_benchmark(typed.data)
+    check_data(stage.data_needs(typed), typed)
     run_dir = Path(typed.run_dir)
     with run_folder_lock(run_dir):
-        if typed.stage.name == "cost":
-            require_safety_labelled_data(typed.data)
-        require_devices(typed.trainer)
-        typed.stage = resolve_hub_models(typed.stage)
-        if typed.model.name_or_path is not None:
-            typed.model.name_or_path = resolve_hub_model(
-                typed.model.name_or_path, "model.name_or_path"
-            )
-        ensure_benchmark(typed.data)
-        check_data(stage.data_needs(typed), typed)
         pl.seed_everything(typed.seed, workers=True, verbose=False)
         write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         log.info("stage %s → %s", typed.stage.name, run_dir)

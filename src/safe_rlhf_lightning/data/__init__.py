@@ -35,6 +35,7 @@ from safe_rlhf_lightning.data.loading import (
     load_records_with_stats,
     mix_sources,
     no_usable_records,
+    read_jsonl_rows,
     read_source,
 )
 from safe_rlhf_lightning.data.records import (
@@ -110,6 +111,7 @@ __all__ = [
     "parse_record",
     "parse_spec",
     "parse_supervised",
+    "read_jsonl_rows",
     "read_source",
     "record_to_row",
     "register_dataset",

@@ -6,11 +6,12 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
 from safe_rlhf_lightning.data.records import (
+    Origin,
     Record,
     RecordError,
     RecordKind,
@@ -18,7 +19,13 @@ from safe_rlhf_lightning.data.records import (
     parse_record,
     require_safety_labels,
 )
-from safe_rlhf_lightning.data.sources import READABLE_AS, DatasetSpec, parse_spec, resolve
+from safe_rlhf_lightning.data.sources import (
+    READABLE_AS,
+    DatasetSpec,
+    decode_json_line,
+    parse_spec,
+    resolve,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -226,3 +233,35 @@ def check_sources(
     except (ValueError, OSError) as error:  # RecordError is a ValueError
         raise RecordError(str(error), origin=f"config key '{key}'") from None
     return stats
+
+
+def read_jsonl_rows(path: str | Path) -> list[Any]:
+    """The rows of a JSON Lines file that grows by ``files.append_jsonl`` (e.g. a PPO run's
+    ``samples_train.jsonl``).
+
+    A last line without its newline that does not decode is the torn end of an append cut short
+    by a kill or a full disk: it is dropped with a warning saying how many bytes went. Any other
+    bad line is a :class:`RecordError` naming the file and line; blank lines are ignored.
+    """
+    path = Path(path)
+    lines = path.read_bytes().split(b"\n")
+    tail = lines.pop()  # b"" when the file ends with a newline
+    numbered = [(number, raw + b"\n") for number, raw in enumerate(lines, 1) if raw.strip()]
+    if tail.strip():
+        row = decode_json_line(tail, Origin(str(path), f"line {len(lines) + 1}"))
+        if isinstance(row, RecordError):
+            logger.warning(
+                "%s: dropped a torn last line (%d bytes, an append cut short) after %d rows",
+                path,
+                len(tail),
+                len(numbered),
+            )
+        else:
+            numbered.append((len(lines) + 1, tail))
+    rows = []
+    for number, raw in numbered:
+        row = decode_json_line(raw, Origin(str(path), f"line {number}"))
+        if isinstance(row, RecordError):
+            raise row
+        rows.append(row)
+    return rows

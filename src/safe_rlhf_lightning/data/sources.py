@@ -285,12 +285,12 @@ def iter_jsonl(path: Path) -> RowStream:
                 continue
             seen_any = True
             origin = Origin(source, f"line {line_number}")
-            yield origin, _decode_json_line(raw, origin)
+            yield origin, decode_json_line(raw, origin)
     if not seen_any:
         raise RecordError("the file is empty (no JSON lines)", origin=source)
 
 
-def _decode_json_line(raw: bytes, origin: Origin) -> Any:
+def decode_json_line(raw: bytes, origin: Origin) -> Any:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
