@@ -21,21 +21,15 @@ from safe_rlhf_lightning.models.io import (
     legacy_tokenizer_config,
     legacy_tokenizer_json,
 )
+from tests.models.test_score_model import tiny_config
 
 THETA = 500000.0  # not transformers 4.x's fallback of 10000, so a lost theta would show
 TEXTS = ["How do I bake bread at home?", "unseen wörds ✓ 42\n  two  spaces", ""]
 
 
 def tiny_lm(tokenizer, theta: float = THETA) -> LlamaForCausalLM:
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        rope_parameters={"rope_type": "default", "rope_theta": theta},
+    config = tiny_config(
+        len(tokenizer), rope_parameters={"rope_type": "default", "rope_theta": theta}
     )
     torch.manual_seed(0)
     return LlamaForCausalLM(config).eval()

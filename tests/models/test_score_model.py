@@ -26,12 +26,12 @@ VOCAB = 64
 UPSTREAM_FIELDS = ("score_dim", "score_type", "score_bias", "do_normalize", "normalizer_type")
 
 
-def tiny_config(vocab_size: int = VOCAB, **kwargs) -> LlamaConfig:
+def tiny_config(vocab_size: int = VOCAB, num_hidden_layers: int = 2, **kwargs) -> LlamaConfig:
     return LlamaConfig(
         vocab_size=vocab_size,
         hidden_size=32,
         intermediate_size=64,
-        num_hidden_layers=2,
+        num_hidden_layers=num_hidden_layers,
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=64,

@@ -7,9 +7,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 from torch import nn
-from transformers import LlamaConfig, LlamaModel
+from transformers import LlamaModel
 
 from safe_rlhf_lightning.models import ScoreModel
+from tests.models.test_score_model import tiny_config
 
 LOGGER = "safe_rlhf_lightning.models.score_model"
 
@@ -17,15 +18,7 @@ LOGGER = "safe_rlhf_lightning.models.score_model"
 def write_older_layout(folder, **config_fields) -> None:
     """A score folder as upstream's first releases (beaver-7b-v1.0-*) wrote it: no score_type,
     no normalizer settings or statistics, a head without bias."""
-    config = LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-    )
+    config = tiny_config(num_hidden_layers=1)
     raw = json.loads(config.to_json_string(use_diff=False))
     raw.update(architectures=["LlamaModelForScore"], score_dim=1, bias=False, **config_fields)
     torch.manual_seed(0)
