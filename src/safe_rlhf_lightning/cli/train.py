@@ -27,14 +27,16 @@ register_configs()
 def main(cfg: DictConfig) -> dict:
     from ..config import ConfigError
     from ..data import RecordError
+    from ..files import DiskFullError
     from ..rounds import LabelsPending
     from ..stages import NonFiniteError
     from .runner import run_stage
 
     try:
         return run_stage(cfg)
-    except (ConfigError, RecordError) as error:
-        # A bad configuration or data file is the user's to fix: one clear line, no traceback.
+    except (ConfigError, RecordError, DiskFullError) as error:
+        # A bad configuration or data file, or a full disk, is the user's to fix: one clear
+        # line, no traceback.
         logging.getLogger(__name__).error("%s", error)
         raise SystemExit(2) from None
     except NonFiniteError as error:
