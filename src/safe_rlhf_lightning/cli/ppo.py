@@ -88,12 +88,13 @@ def run_ppo(cfg: DictConfig, typed: RunConfig, run_dir: Path) -> dict:
     loader = _train_loader(typed, tokenizer, template)
     rollouts = stage.batch_size * stage.num_return_sequences
     updates = updates_per_rollout(rollouts, stage.update_epochs, stage.minibatch_size)
-    callbacks, ckpt_path = checkpointing(typed, run_dir, optimizer_steps_per_step=updates)
+    callbacks, ckpt_path = checkpointing(typed, run_dir, per_ppo_step=True)
     # Lightning's steps are optimizer updates here: `updates` per PPO step. Gradients are clipped
     # per model inside the module (manual optimization), and every PPO step is logged.
     trainer = build_trainer(
         cfg, run_dir, build_loggers(cfg), callbacks,
         max_steps=stage.max_steps * updates, gradient_clip_val=None, log_every_n_steps=1,
+        enable_checkpointing=False,  # PPOStepCheckpoint writes last.ckpt
     )  # fmt: skip
 
     if type(trainer.strategy).__name__ == "DeepSpeedStrategy":
