@@ -78,6 +78,35 @@ def test_checkpoints_are_never_unpickled(tmp_path):
         io.load_checkpoint(tmp_path / "b.ckpt")
 
 
+def test_fsdp_loads_a_full_checkpoint_only_once_weights_only_accepts_it(tmp_path, monkeypatch):
+    """Lightning's FSDP strategy reads full checkpoints with its own unrestricted unpickler,
+    bypassing the checkpoint IO plugin; the strategy the fsdp trainer entry builds checks the
+    file with torch's weights_only unpickler first (only this part runs on a CPU)."""
+    from lightning_fabric.utilities.load import _lazy_load
+    from pytorch_lightning.strategies import FSDPStrategy
+
+    from safe_rlhf_lightning.distributed import fsdp_strategy
+
+    bad, good = tmp_path / "bad.ckpt", tmp_path / "good.ckpt"
+    torch.save({"code": Path("x")}, bad)  # any class, rebuilt when unpickled
+    torch.save({"fine": torch.ones(2)}, good)
+    assert _lazy_load(bad)["code"] == Path("x")  # what Lightning's own FSDP loading would do
+    handed = []
+
+    def lightning_loader(self, path, weights_only=None):
+        handed.append((path, weights_only))
+        return {"loaded": path.name}
+
+    monkeypatch.setattr(FSDPStrategy, "load_checkpoint", lightning_loader)
+    strategy = fsdp_strategy(["transformers.models.llama.modeling_llama.LlamaDecoderLayer"])
+    assert strategy.load_checkpoint(good) == {"loaded": "good.ckpt"}
+    with pytest.raises(Exception, match="Weights only load failed"):
+        strategy.load_checkpoint(bad)
+    with pytest.raises(ValueError, match="only loaded with weights_only=True"):
+        strategy.load_checkpoint(good, weights_only=False)
+    assert handed == [(good, True)]  # the bad file never reached Lightning's loader
+
+
 def test_model_folder_left_between_the_two_renames_is_recovered(tmp_path, small_tokenizer):
     model = build_tiny_causal_lm(small_tokenizer, seed=0, **TEST_MODEL_SIZE)
     folder = save_pretrained_atomic(model, small_tokenizer, tmp_path / "model")
