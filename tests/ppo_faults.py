@@ -22,9 +22,9 @@ def inject_nonfinite(
     minibatch_steps: Collection[int] = (),
     cost_steps: Collection[int] = (),
 ) -> None:
-    """Patch :class:`PPOLagrangianModule` with ``set_attribute`` (pytest's ``monkeypatch.setattr`` to
-    undo it after a test): the first minibatch loss of each of ``minibatch_steps`` and the cost
-    scores of the rollouts of ``cost_steps`` become NaN."""
+    """Patch :class:`PPOLagrangianModule` with ``set_attribute`` (pytest's
+    ``monkeypatch.setattr``, to undo it after a test): the first minibatch loss of each of
+    ``minibatch_steps`` and the cost scores of the rollouts of ``cost_steps`` become NaN."""
     real_loss, real_rollout = PPOLagrangianModule.minibatch_loss, PPOLagrangianModule.make_rollout
 
     def minibatch_loss(self, *args, **kwargs):
