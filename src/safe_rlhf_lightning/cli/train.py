@@ -34,9 +34,13 @@ def main(cfg: DictConfig) -> dict:
 
     try:
         return run_stage(cfg)
-    except (ConfigError, RecordError, DiskFullError) as error:
-        # A bad configuration or data file, or a full disk, is the user's to fix: one clear
-        # line, no traceback.
+    except (ConfigError, RecordError) as error:
+        # A bad configuration or data file is the user's to fix: one clear line, no traceback.
+        logging.getLogger(__name__).error("%s", error)
+        raise SystemExit(2) from None
+    except DiskFullError as error:
+        # One line naming the file and the space; the run folder (and its last good
+        # checkpoint) stays, for a resume once there is room.
         logging.getLogger(__name__).error("%s", error)
         raise SystemExit(2) from None
     except NonFiniteError as error:
