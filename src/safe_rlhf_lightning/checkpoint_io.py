@@ -5,7 +5,9 @@ file lives in the system's temp folder: where that is another filesystem (a tmpf
 disk), the final move is a copy, and a kill during it leaves a truncated ``last.ckpt``. Here the
 temporary file is a sibling of the checkpoint, fsynced, then renamed: the previous checkpoint
 stays loadable until the new one is complete. Loading always uses ``weights_only=True`` (every
-state this project puts in a checkpoint is tensors and plain Python values).
+state this project puts in a checkpoint is tensors and plain Python values). A full disk is one
+:class:`~safe_rlhf_lightning.files.DiskFullError` naming the checkpoint, its size and the free
+space, with the previous checkpoint intact.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from .files import atomic_file
+from .files import DiskFullError, atomic_file
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -32,8 +34,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         # Temporary files of saves that were killed (one writer per run folder: none is live).
         for leftover in path.parent.glob(f".{path.name}.*.tmp"):
             leftover.unlink(missing_ok=True)
-        with atomic_file(path, "wb") as file:
-            torch.save(checkpoint, file)
+        try:
+            with atomic_file(path, "wb") as file:
+                torch.save(checkpoint, file)
+        except DiskFullError as error:
+            raise error.with_needed(serialized_size(checkpoint)) from None
 
     def load_checkpoint(
         self, path: str | Path, map_location: Any = None, weights_only: bool | None = None
@@ -50,6 +55,27 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         ):  # Lightning's default: tensors stay on the device they were saved from
             map_location = _keep_device
         return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def serialized_size(checkpoint: dict[str, Any]) -> int:
+    """Bytes ``torch.save`` writes for ``checkpoint``, counted without storing them."""
+    counter = _ByteCounter()
+    torch.save(checkpoint, counter)
+    return counter.count
+
+
+class _ByteCounter:
+    """A write-only file that keeps only the number of bytes written to it."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def write(self, data: bytes) -> int:
+        self.count += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
 
 
 def _keep_device(storage: Any, location: str) -> Any:

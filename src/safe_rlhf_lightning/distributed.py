@@ -11,20 +11,27 @@ loaders' samplers. Around them, a stage runner still has to:
 - make decisions that every rank must take alike (skip a non-finite batch) together
   (:func:`all_ranks_agree`);
 - check that replicated state stayed replicated: :func:`gather_objects` and :func:`tensor_digest`
-  give the PPO stage a per-rank report of λ and of the trained weights.
+  give the PPO stage a per-rank report of λ and of the trained weights;
+- keep "checkpoints are only loaded with ``weights_only=True``" true under FSDP, whose strategy
+  reads them without the checkpoint IO plugin (:class:`WeightsOnlyFSDPStrategy`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import torch
+from pytorch_lightning.strategies import FSDPStrategy
 from pytorch_lightning.utilities import rank_zero_only
 from torch import nn
+
+log = logging.getLogger(__name__)
 
 
 def is_global_zero() -> bool:
@@ -169,18 +176,49 @@ def fsdp_strategy(
     wrap_layers: list[str],
     activation_checkpointing: bool = False,
     **options: Any,
-):
+) -> WeightsOnlyFSDPStrategy:
     """Lightning's ``FSDPStrategy`` with its wrap policy given as dotted class names (a YAML
     list): each decoder layer becomes one FSDP unit and, with ``activation_checkpointing``,
     recomputes its activations in the backward pass. ``options`` go to the strategy
     (``sharding_strategy``, ``cpu_offload``, ``state_dict_type``, ...)."""
     from hydra.utils import get_class
-    from pytorch_lightning.strategies import FSDPStrategy
 
     layers = {get_class(name) for name in wrap_layers}
     if activation_checkpointing:
         options["activation_checkpointing_policy"] = layers
-    return FSDPStrategy(auto_wrap_policy=layers, **options)
+    return WeightsOnlyFSDPStrategy(auto_wrap_policy=layers, **options)
+
+
+class WeightsOnlyFSDPStrategy(FSDPStrategy):
+    """``FSDPStrategy`` that loads a full checkpoint (``state_dict_type: full``, one file) only
+    after torch's ``weights_only`` unpickler accepted it.
+
+    Lightning's FSDP strategy bypasses the checkpoint IO plugin (``AtomicCheckpointIO``) when it
+    loads: a full checkpoint goes through its lazy loader, a plain unpickler that rebuilds any
+    class the file names. Here the file is first read with ``torch.load(weights_only=True,
+    mmap=True)`` (memory-mapped: the tensors' data is not read), and a file that this refuses
+    never reaches that loader. A sharded checkpoint (a folder) is read by
+    ``torch.distributed.checkpoint``, which unpickles its ``.metadata`` without restriction:
+    there the guarantee does not hold (only its ``meta.pt`` is read with ``weights_only``)."""
+
+    def load_checkpoint(
+        self, checkpoint_path: str | Path, weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        if weights_only is False:
+            raise ValueError(
+                f"{checkpoint_path}: checkpoints are only loaded with weights_only=True "
+                "(no pickled code)"
+            )
+        path = Path(self.broadcast(checkpoint_path))
+        if path.is_file():
+            torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        else:
+            log.warning(
+                "%s: a sharded FSDP checkpoint; torch.distributed.checkpoint unpickles its "
+                ".metadata without weights_only (resume only from checkpoints you wrote)",
+                path,
+            )
+        return super().load_checkpoint(path, weights_only=True)
 
 
 def clip_per_model(

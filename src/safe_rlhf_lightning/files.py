@@ -5,9 +5,11 @@ copy stays whole until the new one is complete. (Model folders: ``models.io``.)"
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -15,12 +17,49 @@ from pathlib import Path
 from typing import IO, Any
 
 
+class DiskFullError(OSError):
+    """The device (or the user's quota) filled up while a file was written atomically: the
+    temporary file was removed and the file keeps its previous content. Its message is one line
+    naming the file, the space it needed (or had written when the disk filled) and what is free."""
+
+    def __init__(self, path: Path, written: int, free: int, needed: int | None = None) -> None:
+        self.path, self.written, self.free, self.needed = path, written, free, needed
+        size = (
+            f"it needs {needed:,} bytes"
+            if needed is not None
+            else f"{written:,} bytes were written when the disk filled"
+        )
+        previous = "its previous copy is intact" if path.exists() else "nothing was left there"
+        super().__init__(
+            f"no space left on the device while writing {path}: {size}, {free:,} bytes are free "
+            f"in {path.parent}; {previous}. Free some space or move the run folder"
+        )
+        self.errno = errno.ENOSPC  # still what an `except OSError` checking errno expects
+
+    def with_needed(self, needed: int) -> DiskFullError:
+        """The same error, stating the whole size of what was being written."""
+        return DiskFullError(self.path, self.written, self.free, needed)
+
+
+def disk_full(error: BaseException | None) -> bool:
+    """Whether ``error``, or an exception it was raised from or while handling, is a full disk
+    or quota. (``torch.save`` turns the ``OSError`` of a full disk into a ``RuntimeError`` of its
+    zip writer, raised while handling it.)"""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
+
+
 @contextmanager
 def atomic_file(path: str | Path, mode: str = "w") -> Iterator[IO]:
     """A file opened in ``mode`` ("w" text UTF-8, "wb" bytes) on a temporary sibling of ``path``;
     on a clean exit it is flushed, fsynced and renamed onto ``path``; on any error (a kill
     included) ``path`` keeps its previous content and the temporary file is removed or left
-    as a hidden ``.<name>.*.tmp``."""
+    as a hidden ``.<name>.*.tmp``. A full disk raises :class:`DiskFullError`."""
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_file writes with mode 'w' or 'wb', not {mode!r}")
     path = Path(path)
@@ -34,9 +73,21 @@ def atomic_file(path: str | Path, mode: str = "w") -> Iterator[IO]:
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
+        written = _size(temporary)
         Path(temporary).unlink(missing_ok=True)
+        if disk_full(error):
+            # One line for the user instead of the OSError and the writer's errors it set off.
+            free = shutil.disk_usage(path.parent).free
+            raise DiskFullError(path, written, free) from None
         raise
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:

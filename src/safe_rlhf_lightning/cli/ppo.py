@@ -127,13 +127,14 @@ def run_ppo(ctx: StageContext) -> dict:
             "schedule": type(schedule).__name__,
             "cost_limit": typed.cost_threshold.cost_limit,
         },
-        optimizer_steps_per_step=updates,
+        checkpoint_per_ppo_step=True,
         # Lightning's steps are optimizer updates here: `updates` per PPO step. Gradients are
         # clipped per model inside the module (manual optimization); every PPO step is logged.
         trainer_overrides={
             "max_steps": stage.max_steps * updates,
             "gradient_clip_val": None,
             "log_every_n_steps": 1,
+            "enable_checkpointing": False,  # PPOStepCheckpoint writes last.ckpt
         },
         configure_trainer=_deepspeed_clipping(stage.max_grad_norm),
         after_fit=after_fit,

@@ -89,7 +89,8 @@ class TrainingJob:
         policy: (model, tokenizer) sampled and scored by the oracle before (when
             ``stage.evaluate_before_training``) and after training on held-out benchmark prompts.
         results: the stage's first entries of ``results.json``.
-        optimizer_steps_per_step: optimizer updates per stage step (PPO: per rollout).
+        checkpoint_per_ppo_step: ``stage.checkpoint_every`` counts the module's PPO steps
+            (:class:`~safe_rlhf_lightning.stages.PPOStepCheckpoint`), not optimizer steps.
         trainer_overrides: ``Trainer`` arguments that replace the ``trainer`` group's.
         configure_trainer: called with the built Trainer before anything runs (e.g. settings of
             its strategy).
@@ -104,7 +105,7 @@ class TrainingJob:
     folders: dict[str, tuple[nn.Module, Callable[[nn.Module, Path], Any]]]
     policy: tuple[nn.Module, Any] | None = None
     results: dict[str, Any] = field(default_factory=dict)
-    optimizer_steps_per_step: int = 1
+    checkpoint_per_ppo_step: bool = False
     trainer_overrides: dict[str, Any] = field(default_factory=dict)
     configure_trainer: Callable[[pl.Trainer], None] | None = None
     after_fit: Callable[[pl.Trainer], dict[str, Any]] | None = None
@@ -244,7 +245,7 @@ def discard_refused_run_folder(run_dir: Path) -> bool:
 def fit_and_report(ctx: StageContext, job: TrainingJob) -> dict:
     """Train ``job.module``, save its folders, evaluate and write ``results.json``."""
     stage = ctx.stage
-    callbacks, ckpt_path = checkpointing(ctx.run, ctx.run_dir, job.optimizer_steps_per_step)
+    callbacks, ckpt_path = checkpointing(ctx.run, ctx.run_dir, job.checkpoint_per_ppo_step)
     trainer = build_trainer(
         ctx.cfg, ctx.run_dir, build_loggers(ctx.cfg), callbacks, **job.trainer_overrides
     )

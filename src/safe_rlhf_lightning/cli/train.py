@@ -63,6 +63,7 @@ def describe_options(overrides: list[str]) -> str:
 def run(cfg: DictConfig) -> dict:
     from ..config import ConfigError
     from ..data import RecordError
+    from ..files import DiskFullError
     from ..rounds import LabelsPending
     from ..stages import NonFiniteError
     from .runner import discard_refused_run_folder, run_stage
@@ -76,6 +77,11 @@ def run(cfg: DictConfig) -> dict:
         discard_refused_run_folder(Path(HydraConfig.get().runtime.output_dir))
         if (run_dir := _run_dir(cfg)) is not None:
             discard_refused_run_folder(run_dir)
+        raise SystemExit(2) from None
+    except DiskFullError as error:
+        # One line naming the file and the space; the run folder (and its last good
+        # checkpoint) stays, for a resume once there is room.
+        logging.getLogger(__name__).error("%s", error)
         raise SystemExit(2) from None
     except NonFiniteError as error:
         logging.getLogger(__name__).error("%s", error)

@@ -16,6 +16,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from ..checkpoint_io import AtomicCheckpointIO
 from ..config import ConfigError, RunConfig, TrainerConfig
+from ..stages import PPOStepCheckpoint
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +54,18 @@ def build_trainer(
 
 
 def checkpointing(
-    typed: RunConfig, run_dir: Path, optimizer_steps_per_step: int = 1
+    typed: RunConfig, run_dir: Path, per_ppo_step: bool = False
 ) -> tuple[list, str | None]:
     """Callbacks that keep ``<run_dir>/checkpoints/last.ckpt`` (every ``stage.checkpoint_every``
-    steps of ``optimizer_steps_per_step`` optimizer steps, and at the end), and that file when
-    a run resumes."""
+    optimizer steps, or PPO steps with ``per_ppo_step``, and at the end), and that file when
+    a run resumes. The PPO stage's callback is no ModelCheckpoint: its Trainer needs
+    ``enable_checkpointing=False``, or Lightning adds a default one."""
     last = run_dir / "checkpoints" / "last.ckpt"
     callbacks = []
-    if typed.save_checkpoints:
-        every = typed.stage.checkpoint_every * optimizer_steps_per_step
+    every = typed.stage.checkpoint_every
+    if typed.save_checkpoints and per_ppo_step:
+        callbacks.append(PPOStepCheckpoint(last, every))
+    elif typed.save_checkpoints:
         callbacks.append(
             ModelCheckpoint(
                 dirpath=last.parent,

@@ -2,6 +2,7 @@
 
 from .cost import CostModule
 from .guards import FiniteGuard, NonFiniteError
+from .ppo_checkpoint import PPOStepCheckpoint
 from .ppo_lagrangian import PPOLagrangianModule, updates_per_rollout
 from .reward import RewardModule
 from .sft import SFTModule
@@ -11,6 +12,7 @@ __all__ = [
     "FiniteGuard",
     "NonFiniteError",
     "PPOLagrangianModule",
+    "PPOStepCheckpoint",
     "RewardModule",
     "SFTModule",
     "updates_per_rollout",

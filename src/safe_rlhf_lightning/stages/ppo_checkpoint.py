@@ -1,11 +1,15 @@
 """What a PPO-Lagrangian checkpoint holds beyond Lightning's own state: the trained models only
 (the frozen reference, R and C are read from their folders again), the λ schedule, the PPO
 history and step, the skipped-batch count and every rank's random generators, so that a
-resumed run, on one process or many, goes on as the uninterrupted one would have."""
+resumed run, on one process or many, goes on as the uninterrupted one would have; and when it
+is written (:class:`PPOStepCheckpoint`)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+import pytorch_lightning as pl
 
 from ..distributed import gather_objects
 from .rng_state import capture_rng_states, restore_rng_states
@@ -55,9 +59,47 @@ def unpack(module: Any, checkpoint: dict[str, Any]) -> None:
     module.history = list(checkpoint.get("ppo_history", []))
     module.ppo_step = checkpoint.get("ppo_step", 0)
     module.guard.skipped = checkpoint.get("skipped_batches", 0)
+    if module._trainer is not None and module.ppo_step >= module.config.max_steps:
+        # Written after the last step (killed before the folders were saved): nothing is left
+        # to do, though Lightning's optimizer-step limit is not reached if updates were skipped.
+        module.trainer.should_stop = True
     per_rank = checkpoint.get("rng_states_per_rank") or []
     world_size = module.trainer.world_size if module._trainer is not None else 1
     if len(per_rank) == world_size:
         restore_rng_states(per_rank[module.global_rank])
     elif rng := checkpoint.get("rng_states"):  # another world size: rank 0's for all
         restore_rng_states(rng)
+
+
+class PPOStepCheckpoint(pl.Callback):
+    """Writes ``path`` (``last.ckpt``) when a PPO step ends with ``ppo_step % every == 0``, and
+    at the end of training; ``every`` = 0: at the end of each pass over the prompts and of
+    training.
+
+    Keyed on the module's ``ppo_step`` rather than on Lightning's optimizer steps: a PPO step
+    makes ``updates_per_rollout`` of those only when no minibatch or rollout is skipped
+    (``skip_nonfinite``), so after a skip a cadence on optimizer steps would drift, or never
+    come due again. Every rank calls it (saving gathers every rank's generators)."""
+
+    def __init__(self, path: str | Path, every: int) -> None:
+        self.path, self.every = Path(path), every
+        self.saved_step: int | None = None
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        self.saved_step = pl_module.ppo_step  # a resumed run starts from this step's checkpoint
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, *args: Any) -> None:
+        if self.every and pl_module.ppo_step % self.every == 0:
+            self._save(trainer, pl_module.ppo_step)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        if not self.every:
+            self._save(trainer, pl_module.ppo_step)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        self._save(trainer, pl_module.ppo_step)
+
+    def _save(self, trainer: pl.Trainer, step: int) -> None:
+        if step != self.saved_step:
+            trainer.save_checkpoint(self.path)
+            self.saved_step = step
