@@ -32,8 +32,16 @@ SIZES = {
          "--vocab-size", "8000"], 6, 2,
     ),
 }  # fmt: skip
-COMMON = ["--batch-size", "16", "--response-length", "48", "--ppo-epochs", "1",
-          "--minibatches", "2"]  # fmt: skip
+COMMON = [
+    "--batch-size",
+    "16",
+    "--response-length",
+    "48",
+    "--ppo-epochs",
+    "1",
+    "--minibatches",
+    "2",
+]
 
 
 FRAMEWORKS = {
@@ -47,8 +55,13 @@ FRAMEWORKS = {
 
 
 def run(python: str, script: str, options: list[str], threads: int) -> dict:
-    environment = {**os.environ, "OMP_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1",
-                   "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}  # fmt: skip
+    environment = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(threads),
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     command = [python, str(HERE / script), *options, "--threads", str(threads)]
     result = subprocess.run(command, env=environment, capture_output=True, text=True)
     if result.returncode != 0:
@@ -63,8 +76,9 @@ def main(argv=None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--sizes", nargs="*", default=list(SIZES), choices=list(SIZES))
-    parser.add_argument("--frameworks", nargs="*", default=list(FRAMEWORKS),
-                        choices=list(FRAMEWORKS))  # fmt: skip
+    parser.add_argument(
+        "--frameworks", nargs="*", default=list(FRAMEWORKS), choices=list(FRAMEWORKS)
+    )
     parser.add_argument("--output", type=Path, default=HERE / "results" / "ppo_step.json")
     args = parser.parse_args(argv)
     if "trl" not in args.frameworks:
@@ -92,8 +106,11 @@ def main(argv=None) -> None:
                 python = args.trl_python if name == "trl" else args.python
                 result = run(python, script, [*options, *extra], args.threads)
                 runs[name].append(result)
-                print(f"[{size}] round {round_index + 1} {name}: "
-                      f"{result['median_step_s']:.3f} s/step", file=sys.stderr)  # fmt: skip
+                print(
+                    f"[{size}] round {round_index + 1} {name}: "
+                    f"{result['median_step_s']:.3f} s/step",
+                    file=sys.stderr,
+                )
         summary = {
             name: {
                 key: statistics.median(r[key] for r in results)
@@ -111,10 +128,15 @@ def main(argv=None) -> None:
         )
         ratio = {
             name: summary[name]["prompts_per_s"] / summary["trl"]["prompts_per_s"]
-            for name in frameworks if name != "trl"
-        }  # fmt: skip
-        record["sizes"][size] = {"options": options, "summary": summary, "ratio": ratio,
-                                 "runs": runs}  # fmt: skip
+            for name in frameworks
+            if name != "trl"
+        }
+        record["sizes"][size] = {
+            "options": options,
+            "summary": summary,
+            "ratio": ratio,
+            "runs": runs,
+        }
         rows.append((size, summary, ratio))
     ours = next(name for name in frameworks if name != "trl")
     record["versions"] = {
@@ -129,11 +151,14 @@ def main(argv=None) -> None:
     for size, summary, ratio in rows:
         for name, (label, _, _) in frameworks.items():
             s = summary[name]
-            print(f"| {size} | {label} | {s['median_step_s']:.3f} | {s['prompts_per_s']:.2f} | "
-                  f"{s['generated_tokens_per_s']:.0f} | {s['peak_rss_mib']:.0f} |")  # fmt: skip
+            print(
+                f"| {size} | {label} | {s['median_step_s']:.3f} | {s['prompts_per_s']:.2f} | "
+                f"{s['generated_tokens_per_s']:.0f} | {s['peak_rss_mib']:.0f} |"
+            )
         for name, value in ratio.items():
-            print(f"| {size} | **{FRAMEWORKS[name][0]} / TRL (prompts/s)** | | **{value:.2f}x** "
-                  "| | |")  # fmt: skip
+            print(
+                f"| {size} | **{FRAMEWORKS[name][0]} / TRL (prompts/s)** | | **{value:.2f}x** | | |"
+            )
     print(f"\nruns: {args.output}")
 
 

@@ -106,9 +106,9 @@ def main(argv=None) -> dict:
     import pytorch_lightning as pl
     import transformers
 
-    from safe_rlhf_lightning.config import PPOStageConfig
+    from safe_rlhf_lightning.config import PPOLagStageConfig
     from safe_rlhf_lightning.lagrange import LearnedLambda
-    from safe_rlhf_lightning.stages import PPOLagrangianModule, updates_per_rollout
+    from safe_rlhf_lightning.stages import PPOLagModule, updates_per_rollout
 
     transformers.logging.set_verbosity_error()
     started = time.perf_counter()
@@ -119,7 +119,7 @@ def main(argv=None) -> dict:
     if shared_critic:
         scores["reward_critic"] = scores["reward_critic"].with_extra_head()
         del scores["cost_critic"]
-    config = PPOStageConfig(
+    config = PPOLagStageConfig(
         max_new_tokens=a.response_length,
         temperature=0.7,
         max_steps=a.steps,
@@ -134,7 +134,7 @@ def main(argv=None) -> dict:
         logprobs_from_generation=from_generation,
         fused_optimizer=fused,
     )
-    module = PPOLagrangianModule(
+    module = PPOLagModule(
         actor,
         reference,
         scores["reward"],

@@ -37,15 +37,20 @@ def main(out_dir: str, *runs: str) -> None:
     lines = ["| metric | SFT | " + " | ".join(names) + " |", "|---|" + "---:|" * (len(names) + 1)]
     for key, label in ROWS:
         cells = [f"{results[n].get('test', {}).get(key, float('nan')):.3f}" for n in names]
-        lines.append(f"| {label} | {first.get('init', {}).get(key, float('nan')):.3f} | "
-                     + " | ".join(cells) + " |")  # fmt: skip
+        lines.append(
+            f"| {label} | {first.get('init', {}).get(key, float('nan')):.3f} | "
+            + " | ".join(cells)
+            + " |"
+        )
     for key in ("final_episode_cost", "final_lambda", "final_reward", "seconds_per_step"):
         cells = [f"{results[n]['train'].get(key, float('nan')):.3f}" for n in names]
         lines.append(f"| {key} (training) | – | " + " | ".join(cells) + " |")
     for key in SPREAD:
         for stat in ("std", "range"):
-            cells = [f"{second_half_oscillation(histories[n], key).get(stat, float('nan')):.3f}"
-                     for n in names]  # fmt: skip
+            cells = [
+                f"{second_half_oscillation(histories[n], key).get(stat, float('nan')):.3f}"
+                for n in names
+            ]
             lines.append(f"| {key}, 2nd-half {stat} | – | " + " | ".join(cells) + " |")
     table = "\n".join(lines) + "\n\n![curves](schedules.png)\n"
     (out / "schedules.md").write_text(table)

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from safe_rlhf_lightning.stages import PPOLagrangianModule
+from safe_rlhf_lightning.stages import PPOLagModule
 
 # PPO steps whose first minibatch loss is NaN, and steps whose rollout has NaN costs.
 DEFAULT_FAULTS = {"minibatch_steps": (1, 5), "cost_steps": (3,)}
@@ -22,10 +22,10 @@ def inject_nonfinite(
     minibatch_steps: Collection[int] = (),
     cost_steps: Collection[int] = (),
 ) -> None:
-    """Patch :class:`PPOLagrangianModule` with ``set_attribute`` (pytest's
+    """Patch :class:`PPOLagModule` with ``set_attribute`` (pytest's
     ``monkeypatch.setattr``, to undo it after a test): the first minibatch loss of each of
     ``minibatch_steps`` and the cost scores of the rollouts of ``cost_steps`` become NaN."""
-    real_loss, real_rollout = PPOLagrangianModule.minibatch_loss, PPOLagrangianModule.make_rollout
+    real_loss, real_rollout = PPOLagModule.minibatch_loss, PPOLagModule.make_rollout
 
     def minibatch_loss(self, *args, **kwargs):
         loss, stats = real_loss(self, *args, **kwargs)
@@ -40,8 +40,8 @@ def inject_nonfinite(
             rollout = rollout._replace(cost=torch.full_like(rollout.cost, float("nan")))
         return rollout
 
-    set_attribute(PPOLagrangianModule, "minibatch_loss", minibatch_loss)
-    set_attribute(PPOLagrangianModule, "make_rollout", make_rollout)
+    set_attribute(PPOLagModule, "minibatch_loss", minibatch_loss)
+    set_attribute(PPOLagModule, "make_rollout", make_rollout)
 
 
 def run_cli() -> None:

@@ -61,7 +61,7 @@ def test_a_bad_line_before_the_last_is_an_error_naming_it(tmp_path: Path) -> Non
 def test_a_resumed_ppo_run_continues_a_sample_file_with_a_torn_tail(tmp_path: Path) -> None:
     """The run was killed inside the append of step 2, after its checkpoint of step 1: on
     resume the torn line and the rows of steps it redoes go, and the new rows follow."""
-    from safe_rlhf_lightning.cli.ppo import _SampleFile
+    from safe_rlhf_lightning.cli.ppo_lag import _SampleFile
 
     path = tmp_path / "samples_train.jsonl"
     append_jsonl(path, [{"step": step, "response": f"r{step}"} for step in range(3)])

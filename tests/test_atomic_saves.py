@@ -235,8 +235,11 @@ def six_megabyte_disk(tmp_path):
     mount = shutil.which("mount")
     if mount is None or os.geteuid() != 0:
         pytest.skip("mounting a 6 MB tmpfs needs root (the simulated full disk still runs)")
-    result = subprocess.run([mount, "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(folder)],
-                            capture_output=True, text=True)  # fmt: skip
+    result = subprocess.run(
+        [mount, "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
     if result.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
     try:
@@ -256,13 +259,28 @@ def test_cli_on_a_full_disk_says_so_in_one_line(six_megabyte_disk, model_folders
     filler.write_bytes(b"\0" * (shutil.disk_usage(six_megabyte_disk).free - 64 * 1024))
     run_dir = six_megabyte_disk / "run"
     result = subprocess.run(
-        [sys.executable, "-m", "safe_rlhf_lightning.cli.train", "stage=sft", "debug=fast",
-         "logger=none", "stage.max_steps=2", "stage.checkpoint_every=1", "stage.eval_limit=0",
-         "trainer.limit_val_batches=0", "model=pretrained",
-         f"model.name_or_path={model_folders / 'sft'}", f"data.root={benchmark_dir}",
-         f"hydra.run.dir={run_dir}", f"paths.data_dir={six_megabyte_disk.parent / 'data'}"],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "safe_rlhf_lightning.cli.train",
+            "stage=sft",
+            "debug=fast",
+            "logger=none",
+            "stage.max_steps=2",
+            "stage.checkpoint_every=1",
+            "stage.eval_limit=0",
+            "trainer.limit_val_batches=0",
+            "model=pretrained",
+            f"model.name_or_path={model_folders / 'sft'}",
+            f"data.root={benchmark_dir}",
+            f"hydra.run.dir={run_dir}",
+            f"paths.data_dir={six_megabyte_disk.parent / 'data'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     output = result.stdout + result.stderr  # Hydra's log handler writes to stdout
     assert result.returncode == 2, output[-3000:]
     assert "Traceback" not in output

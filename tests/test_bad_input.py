@@ -117,13 +117,22 @@ def test_unknown_key_is_refused_naming_it(tmp_path):
 
 def _ppo(model_folders: Path, tmp_path: Path, benchmark_dir: Path, *overrides: str):
     return compose_run_config(
-        ["stage=ppo_lag", "debug=fast", "stage.max_steps=1", "stage.batch_size=2",
-         "stage.num_return_sequences=1", "stage.max_new_tokens=4", "stage.minibatch_size=2",
-         f"stage.actor_init={model_folders / 'sft'}",
-         f"stage.reward_model={model_folders / 'reward'}",
-         f"stage.cost_model={model_folders / 'cost'}", *overrides],
-        tmp_path, benchmark_dir,
-    )  # fmt: skip
+        [
+            "stage=ppo_lag",
+            "debug=fast",
+            "stage.max_steps=1",
+            "stage.batch_size=2",
+            "stage.num_return_sequences=1",
+            "stage.max_new_tokens=4",
+            "stage.minibatch_size=2",
+            f"stage.actor_init={model_folders / 'sft'}",
+            f"stage.reward_model={model_folders / 'reward'}",
+            f"stage.cost_model={model_folders / 'cost'}",
+            *overrides,
+        ],
+        tmp_path,
+        benchmark_dir,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -170,8 +179,13 @@ def test_bad_ppo_setting_fails_before_training_and_writes_nothing(
 def test_prompt_longer_than_max_length_names_the_record(model_folders, tmp_path, benchmark_dir):
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text(json.dumps({"prompt": "hi"}) + "\n" + json.dumps({"prompt": "word " * 300}))
-    cfg = _ppo(model_folders, tmp_path, benchmark_dir, f"data.prompt_train=[{prompts}]",
-               "data.max_length=64")  # fmt: skip
+    cfg = _ppo(
+        model_folders,
+        tmp_path,
+        benchmark_dir,
+        f"data.prompt_train=[{prompts}]",
+        "data.max_length=64",
+    )
     with pytest.raises(RecordError, match=r"prompts.jsonl line 2.*max_length=64"):
         run_stage(cfg)
     assert not (tmp_path / "run" / "model").exists()
@@ -181,11 +195,21 @@ def test_cli_reports_a_bad_data_file_in_one_line(tmp_path, benchmark_dir):
     path = tmp_path / "sft.jsonl"
     path.write_text('{"prompt": "x", "response": "y"}\n{"prompt": "x", "response": ')
     result = subprocess.run(
-        [sys.executable, "-m", "safe_rlhf_lightning.cli.train", "stage=sft", "debug=fast",
-         f"data.sft_train=[{path}]", f"data.root={benchmark_dir}",
-         f"hydra.run.dir={tmp_path / 'run'}", f"paths.data_dir={tmp_path / 'data'}"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "safe_rlhf_lightning.cli.train",
+            "stage=sft",
+            "debug=fast",
+            f"data.sft_train=[{path}]",
+            f"data.root={benchmark_dir}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+            f"paths.data_dir={tmp_path / 'data'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 2, result.stderr[-2000:]
     output = result.stdout + result.stderr  # Hydra's log handler writes to stdout
     assert "Traceback" not in output
@@ -197,10 +221,19 @@ def _cli(*overrides: str, tmp_path: Path, env: dict[str, str] | None = None):
     """``safe-rlhf-train`` in a subprocess; its output is stdout and stderr together (Hydra's
     log handler may write to either)."""
     result = subprocess.run(
-        [sys.executable, "-m", "safe_rlhf_lightning.cli.train", *overrides,
-         f"hydra.run.dir={tmp_path / 'run'}", f"paths.data_dir={tmp_path / 'data'}"],
-        capture_output=True, text=True, timeout=300, env=env,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "safe_rlhf_lightning.cli.train",
+            *overrides,
+            f"hydra.run.dir={tmp_path / 'run'}",
+            f"paths.data_dir={tmp_path / 'data'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     return result.returncode, result.stdout + result.stderr
 
 
@@ -212,10 +245,14 @@ def test_cli_reports_a_training_set_left_empty_in_one_line(model_folders, tmp_pa
         _line(better_response_id=2) + "\n" + _line(response_0="  Same.", response_1="Same.")
     )
     code, output = _cli(
-        "stage=reward", "debug=fast", f"stage.init_from={model_folders / 'sft'}",
-        f"data.preference_train=[{path}]", "data.preference_eval=[]",
-        "data.skip_bad_records=true", tmp_path=tmp_path,
-    )  # fmt: skip
+        "stage=reward",
+        "debug=fast",
+        f"stage.init_from={model_folders / 'sft'}",
+        f"data.preference_train=[{path}]",
+        "data.preference_eval=[]",
+        "data.skip_bad_records=true",
+        tmp_path=tmp_path,
+    )
     assert code == 2, output[-3000:]
     assert "Traceback" not in output and "num_samples" not in output
     assert (
@@ -234,15 +271,23 @@ def test_identical_responses_are_a_record_error(tmp_path):
 def test_cli_reports_an_uncached_hub_dataset_in_one_line(model_folders, tmp_path):
     """Offline (the CLI's default) with an empty cache: which dataset, that it is not cached,
     and how to get it; no network is tried, so it fails at once."""
-    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_DATASETS_OFFLINE": "1",
-           "HF_HUB_OFFLINE": "1"}  # fmt: skip
+    env = {
+        **os.environ,
+        "HF_HOME": str(tmp_path / "hf"),
+        "HF_DATASETS_OFFLINE": "1",
+        "HF_HUB_OFFLINE": "1",
+    }
     env.pop("HF_DATASETS_CACHE", None)
     env.pop("HF_HUB_CACHE", None)
     started = time.monotonic()
     code, output = _cli(
-        "stage=cost", "data=pku_saferlhf", "debug=fast",
-        f"stage.init_from={model_folders / 'sft'}", tmp_path=tmp_path, env=env,
-    )  # fmt: skip
+        "stage=cost",
+        "data=pku_saferlhf",
+        "debug=fast",
+        f"stage.init_from={model_folders / 'sft'}",
+        tmp_path=tmp_path,
+        env=env,
+    )
     assert code == 2, output[-3000:]
     assert "Traceback" not in output and "ConnectionError" not in output
     assert (

@@ -19,12 +19,37 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 def test_ppo_step_benchmark_reports_medians_and_phases(fast):
     options = ["--shared-critic", "--logprobs-from-generation", "--fused-optimizer"] if fast else []
     result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "ppo_step.py"), "--hidden-size", "32", "--layers", "1",
-         "--heads", "2", "--intermediate", "64", "--vocab-size", "300", "--batch-size", "4",
-         "--response-length", "6", "--minibatches", "2", "--steps", "3", "--warmup", "1",
-         "--threads", "1", *options],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(BENCHMARKS / "ppo_step.py"),
+            "--hidden-size",
+            "32",
+            "--layers",
+            "1",
+            "--heads",
+            "2",
+            "--intermediate",
+            "64",
+            "--vocab-size",
+            "300",
+            "--batch-size",
+            "4",
+            "--response-length",
+            "6",
+            "--minibatches",
+            "2",
+            "--steps",
+            "3",
+            "--warmup",
+            "1",
+            "--threads",
+            "1",
+            *options,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout)
     assert report["options"] == {
@@ -35,8 +60,10 @@ def test_ppo_step_benchmark_reports_medians_and_phases(fast):
     assert len(report["step_times_s"]) == 3 and report["median_step_s"] > 0
     assert report["prompts_per_s"] == pytest.approx(4 / report["median_step_s"])
     assert set(report["median_phase_s"]) == {
-        "generation_seconds", "scoring_seconds", "update_seconds"
-    }  # fmt: skip
+        "generation_seconds",
+        "scoring_seconds",
+        "update_seconds",
+    }
     assert ("cost_critic" in report["config"]["params_per_model"]) == (not fast)
 
 
@@ -45,10 +72,22 @@ def test_pipeline_meter_sums_the_process_tree(tmp_path):
     child = "import time; x = bytearray(200 * 2**20); time.sleep(1.0)"
     command = f"{sys.executable} -c '{child}' & {sys.executable} -c '{child}'; wait"
     result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "measure_pipeline.py"), "--interval", "0.05",
-         "--output", str(output), "--", "bash", "-c", command],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(BENCHMARKS / "measure_pipeline.py"),
+            "--interval",
+            "0.05",
+            "--output",
+            str(output),
+            "--",
+            "bash",
+            "-c",
+            command,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     meter = json.loads(output.read_text())
     assert meter["peak_single_process_rss_mib"] >= 200
@@ -59,10 +98,21 @@ def test_pipeline_meter_sums_the_process_tree(tmp_path):
 def test_gpu_check_runs_every_stage_in_its_cpu_smoke_mode(tmp_path):
     output = tmp_path / "check.json"
     result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "gpu_check.py"), "--device", "cpu", "--tiny",
-         "--work-dir", str(tmp_path), "--output", str(output)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(BENCHMARKS / "gpu_check.py"),
+            "--device",
+            "cpu",
+            "--tiny",
+            "--work-dir",
+            str(tmp_path),
+            "--output",
+            str(output),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(output.read_text())
     stages = report["stages"]
@@ -83,7 +133,10 @@ def test_gpu_check_runs_every_stage_in_its_cpu_smoke_mode(tmp_path):
 def test_gpu_check_without_a_gpu_says_so_and_fails():
     result = subprocess.run(
         [sys.executable, str(BENCHMARKS / "gpu_check.py")],
-        capture_output=True, text=True, timeout=120, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+    )
     assert result.returncode == 2
     assert "gpu_check: no CUDA device" in result.stderr and "--device cpu --tiny" in result.stderr

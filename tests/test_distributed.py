@@ -105,9 +105,16 @@ def test_guard_skips_on_every_rank_when_another_rank_is_not_finite():
 
 
 def _train(overrides: list[str], tmp_path) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "safe_rlhf_lightning.cli.train", *overrides,
-               "trainer=ddp_cpu", "logger=csv", f"paths.runs_dir={tmp_path / 'runs'}",
-               f"paths.data_dir={tmp_path / 'data'}"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "safe_rlhf_lightning.cli.train",
+        *overrides,
+        "trainer=ddp_cpu",
+        "logger=csv",
+        f"paths.runs_dir={tmp_path / 'runs'}",
+        f"paths.data_dir={tmp_path / 'data'}",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
@@ -121,24 +128,38 @@ def test_ppo_lagrangian_under_two_process_ddp_keeps_lambda_and_weights_identical
     steps = 4
     _train(
         [
-            "stage=ppo_lag", "debug=fast", "lambda_schedule=learned", f"stage.max_steps={steps}",
-            "stage.batch_size=4", "stage.num_return_sequences=2", "stage.max_new_tokens=8",
-            "stage.minibatch_size=4", "stage.eval_limit=8", "stage.eval_max_new_tokens=8",
+            "stage=ppo_lag",
+            "debug=fast",
+            "lambda_schedule=learned",
+            f"stage.max_steps={steps}",
+            "stage.batch_size=4",
+            "stage.num_return_sequences=2",
+            "stage.max_new_tokens=8",
+            "stage.minibatch_size=4",
+            "stage.eval_limit=8",
+            "stage.eval_max_new_tokens=8",
             f"stage.actor_init={model_folders / 'sft'}",
             f"stage.reward_model={model_folders / 'reward'}",
-            f"stage.cost_model={model_folders / 'cost'}", "stage.save_critics=true",
-            f"data.root={benchmark_dir}", "cost_threshold=zero",
+            f"stage.cost_model={model_folders / 'cost'}",
+            "stage.save_critics=true",
+            f"data.root={benchmark_dir}",
+            "cost_threshold=zero",
         ],
         tmp_path,
-    )  # fmt: skip
+    )
     run_dir = tmp_path / "runs" / "default" / "round1" / "ppo_lag"
     results = json.loads((run_dir / "results.json").read_text())
     ranks = results["ranks"]
     assert [r["rank"] for r in ranks] == [0, 1]
     assert all(r["ppo_steps"] == steps for r in ranks)
     # Replicated state: λ, the gathered cost window, actor and both critics, bit for bit.
-    for key in ("lambda", "episode_cost_window", "actor_digest", "reward_critic_digest",
-                "cost_critic_digest"):  # fmt: skip
+    for key in (
+        "lambda",
+        "episode_cost_window",
+        "actor_digest",
+        "reward_critic_digest",
+        "cost_critic_digest",
+    ):
         assert ranks[0][key] == ranks[1][key], key
     assert results["ranks_in_sync"] is True
     # ... while each rank trained on its own prompts (DistributedSampler), so the equality
@@ -164,13 +185,18 @@ def test_ppo_lagrangian_under_two_process_ddp_keeps_lambda_and_weights_identical
 def test_reward_stage_under_two_process_ddp(model_folders, benchmark_dir, tmp_path):
     _train(
         [
-            "stage=reward", "debug=fast", f"stage.init_from={model_folders / 'sft'}",
-            "stage.max_steps=3", "stage.batch_size=8", "stage.eval_limit=16",
-            f"data.root={benchmark_dir}", "data.preference_train=[benchmark-preference/train:0.02]",
+            "stage=reward",
+            "debug=fast",
+            f"stage.init_from={model_folders / 'sft'}",
+            "stage.max_steps=3",
+            "stage.batch_size=8",
+            "stage.eval_limit=16",
+            f"data.root={benchmark_dir}",
+            "data.preference_train=[benchmark-preference/train:0.02]",
             "data.preference_eval=[benchmark-preference/test:0.05]",
         ],
         tmp_path,
-    )  # fmt: skip
+    )
     run_dir = tmp_path / "runs" / "default" / "round1" / "reward"
     results = json.loads((run_dir / "results.json").read_text())
     assert 0.0 <= results["test"]["accuracy"] <= 1.0

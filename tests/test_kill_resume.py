@@ -37,19 +37,31 @@ def _ppo_overrides(
     model_folders: Path, benchmark_dir: Path, root: Path, steps: int = PPO_STEPS
 ) -> list[str]:
     return [
-        "stage=ppo_lag", "debug=fast", "lambda_schedule=learned", "logger=csv",
-        f"stage.max_steps={steps}", "stage.batch_size=4", "stage.num_return_sequences=2",
-        "stage.max_new_tokens=8", "stage.minibatch_size=4", "stage.update_epochs=2",
-        "stage.eval_max_new_tokens=8", "stage.eval_limit=8", "stage.ptx_coef=1.0",
-        "stage.checkpoint_every=1", "stage.log_samples_every=1", "stage.save_critics=true",
+        "stage=ppo_lag",
+        "debug=fast",
+        "lambda_schedule=learned",
+        "logger=csv",
+        f"stage.max_steps={steps}",
+        "stage.batch_size=4",
+        "stage.num_return_sequences=2",
+        "stage.max_new_tokens=8",
+        "stage.minibatch_size=4",
+        "stage.update_epochs=2",
+        "stage.eval_max_new_tokens=8",
+        "stage.eval_limit=8",
+        "stage.ptx_coef=1.0",
+        "stage.checkpoint_every=1",
+        "stage.log_samples_every=1",
+        "stage.save_critics=true",
         f"stage.actor_init={model_folders / 'sft'}",
         f"stage.reward_model={model_folders / 'reward'}",
         f"stage.cost_model={model_folders / 'cost'}",
         "data.prompt_train=[benchmark-prompts/train:0.01]",  # 11 prompts: 3 batches a pass
         "data.sft_train=[benchmark-sft/train:0.005]",  # 17 demonstrations: 5 batches a pass
-        f"data.root={benchmark_dir}", f"paths.data_dir={root / 'data'}",
+        f"data.root={benchmark_dir}",
+        f"paths.data_dir={root / 'data'}",
         f"paths.runs_dir={root / 'runs'}",
-    ]  # fmt: skip
+    ]
 
 
 def _command(overrides: list[str], run_dir: Path, entry: list[str] = CLI) -> list[str]:
@@ -64,9 +76,12 @@ def _environment() -> dict[str, str]:
 
 def _run(overrides: list[str], run_dir: Path, entry: list[str] = CLI) -> None:
     result = subprocess.run(
-        _command(overrides, run_dir, entry), env=_environment(), capture_output=True, text=True,
+        _command(overrides, run_dir, entry),
+        env=_environment(),
+        capture_output=True,
+        text=True,
         timeout=600,
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr[-3000:]
 
 
@@ -94,9 +109,12 @@ def _kill_at_random(
     # From step 2 on: rows of step k-1 mean the checkpoint after step k-2 is already written.
     target = rng.randrange(2, PPO_STEPS - 1) if target is None else target
     process = subprocess.Popen(
-        _command(overrides, run_dir, entry), env=_environment(),
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        _command(overrides, run_dir, entry),
+        env=_environment(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 300
     try:
         while progress(run_dir) < target:
@@ -146,8 +164,9 @@ def test_ppo_with_skipped_updates_killed_at_a_random_step_resumes_to_the_same_en
     checkpoint every 2 PPO steps (kept on PPO steps although Lightning's count shifts)."""
     overrides = [
         *_ppo_overrides(model_folders, benchmark_dir, tmp_path),
-        "stage.skip_nonfinite=true", "stage.checkpoint_every=2",
-    ]  # fmt: skip
+        "stage.skip_nonfinite=true",
+        "stage.checkpoint_every=2",
+    ]
     # From step 3 on: rows of step k-1 mean the checkpoint after step 2 is already written.
     _kill_resume_and_compare_ppo(overrides, tmp_path, CLI_WITH_FAULTS, first_target=3)
     history = _outcome(tmp_path / "straight")["history"]
@@ -168,8 +187,11 @@ def _kill_resume_and_compare_ppo(
     checkpoint = killed / "checkpoints" / "last.ckpt"
     assert checkpoint.is_file(), f"no checkpoint after step {target} (seed {seed})"
     _run(overrides, killed, entry)  # resumes from last.ckpt
-    _assert_same_end(_outcome(root / "straight"), _outcome(killed), f"killed after step "
-                     f"{target} (random seed {seed})")  # fmt: skip
+    _assert_same_end(
+        _outcome(root / "straight"),
+        _outcome(killed),
+        f"killed after step {target} (random seed {seed})",
+    )
     assert len(list(killed.glob("logs/version_*"))) == 2  # each launch kept its own metrics log
 
 
@@ -184,9 +206,11 @@ def _assert_same_end(straight: dict, resumed: dict, context: str) -> None:
 
 def _preference_overrides(stage: str, model_folders: Path) -> list[str]:
     return [
-        f"stage={stage}", f"stage.init_from={model_folders / 'sft'}", "stage.eval_limit=8",
+        f"stage={stage}",
+        f"stage.init_from={model_folders / 'sft'}",
+        "stage.eval_limit=8",
         "data.preference_train=[benchmark-preference/train:0.003]",  # 34 pairs: 9 batches a pass
-    ]  # fmt: skip
+    ]
 
 
 STAGES = {
@@ -207,10 +231,16 @@ def test_stage_killed_at_a_random_moment_resumes_to_the_same_model(
     seed = random.SystemRandom().randrange(10**6)  # not the suite's seeded RNG
     rng = random.Random(seed)
     overrides = [
-        *STAGES[stage](model_folders), "debug=fast", "logger=csv", "stage.max_steps=100",
-        "stage.batch_size=4", "stage.checkpoint_every=3", f"data.root={benchmark_dir}",
-        f"paths.data_dir={tmp_path / 'data'}", f"paths.runs_dir={tmp_path / 'runs'}",
-    ]  # fmt: skip
+        *STAGES[stage](model_folders),
+        "debug=fast",
+        "logger=csv",
+        "stage.max_steps=100",
+        "stage.batch_size=4",
+        "stage.checkpoint_every=3",
+        f"data.root={benchmark_dir}",
+        f"paths.data_dir={tmp_path / 'data'}",
+        f"paths.runs_dir={tmp_path / 'runs'}",
+    ]
     _run(overrides, tmp_path / "straight")
     killed = tmp_path / "killed"
     _kill_at_random(overrides, killed, rng, progress=_first_checkpoint, target=1, delay=1.5)

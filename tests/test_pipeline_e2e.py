@@ -27,12 +27,21 @@ def make(
     *targets: str, tmp_path: Path, args: list[str], variables: tuple[str, ...] = ()
 ) -> subprocess.CompletedProcess:
     command = [
-        "make", "--no-print-directory", "-C", str(REPO), *targets, "PAIRED=1", "-j2",
+        "make",
+        "--no-print-directory",
+        "-C",
+        str(REPO),
+        *targets,
+        "PAIRED=1",
+        "-j2",
         f"BIN={Path(sys.executable).parent}",
         "INSTALL_STAMP=",  # this interpreter's environment is installed already
-        f"RUNS={tmp_path / 'runs'}", f"DATA={tmp_path / 'data'}", "EXPERIMENT=e2e",
-        "ARGS=" + " ".join(args), *variables,
-    ]  # fmt: skip
+        f"RUNS={tmp_path / 'runs'}",
+        f"DATA={tmp_path / 'data'}",
+        "EXPERIMENT=e2e",
+        "ARGS=" + " ".join(args),
+        *variables,
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
     assert result.returncode == 0, result.stderr[-4000:]

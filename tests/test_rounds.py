@@ -107,8 +107,15 @@ def _write_rows(path, rows):
 def _labelled(pairs=PAIRS, **labels):
     rows = rows_to_label(pairs)
     for row in rows:
-        row.update({"better_response_id": 0, "safer_response_id": 1,
-                    "is_response_0_safe": True, "is_response_1_safe": True, **labels})  # fmt: skip
+        row.update(
+            {
+                "better_response_id": 0,
+                "safer_response_id": 1,
+                "is_response_0_safe": True,
+                "is_response_1_safe": True,
+                **labels,
+            }
+        )
     return rows
 
 
@@ -143,9 +150,11 @@ def test_labelled_rows_must_be_complete_consistent_and_the_exported_pairs(tmp_pa
     with pytest.raises(RecordError, match="line 1: has no safety labels"):
         read_labelled_rows(_write_rows(path, half), PAIRS)
     # Asked to skip: the bad rows go, the good one stays.
-    rows = read_labelled_rows(_write_rows(path, [unlabelled[0], _labelled()[1]]), PAIRS,
-                              skip_bad_records=True)  # fmt: skip
+    rows = read_labelled_rows(
+        _write_rows(path, [unlabelled[0], _labelled()[1]]), PAIRS, skip_bad_records=True
+    )
     assert [r["prompt"] for r in rows] == ["Hi"]
-    rows = read_labelled_rows(_write_rows(path, [half[0], _labelled()[1]]), PAIRS,
-                              skip_bad_records=True)  # fmt: skip
+    rows = read_labelled_rows(
+        _write_rows(path, [half[0], _labelled()[1]]), PAIRS, skip_bad_records=True
+    )
     assert [r["prompt"] for r in rows] == ["Hi"]

@@ -49,7 +49,7 @@ class SamplingOptions(NamedTuple):
 
 
 def sampling_options(config: Any) -> SamplingOptions:
-    """The rollouts' sampling settings of a PPO stage config (``PPOStageConfig``)."""
+    """The rollouts' sampling settings of a PPO stage config (``PPOLagStageConfig``)."""
     return SamplingOptions(
         max_new_tokens=config.max_new_tokens,
         temperature=config.temperature,

@@ -31,8 +31,12 @@ from .data.records import check_safety_consistency
 
 T = TypeVar("T")
 
-LABEL_FIELDS = ("better_response_id", "safer_response_id", "is_response_0_safe",
-                "is_response_1_safe")  # fmt: skip
+LABEL_FIELDS = (
+    "better_response_id",
+    "safer_response_id",
+    "is_response_0_safe",
+    "is_response_1_safe",
+)
 """The PKU-SafeRLHF fields that people fill in."""
 
 
@@ -72,8 +76,9 @@ def split_pairs(
     (``responses[2i]`` and ``responses[2i + 1]`` answer ``prompts[i]``), and how many pairs were
     left out because both responses were the same text (such a pair teaches neither model)."""
     if len(responses) != 2 * len(prompts):
-        raise ValueError(f"{len(prompts)} prompts need {2 * len(prompts)} responses, got "
-                         f"{len(responses)}")  # fmt: skip
+        raise ValueError(
+            f"{len(prompts)} prompts need {2 * len(prompts)} responses, got {len(responses)}"
+        )
     pairs, identical = [], 0
     for index, prompt in enumerate(prompts):
         first, second = responses[2 * index], responses[2 * index + 1]
@@ -122,8 +127,9 @@ def read_labelled_rows(
     path = Path(path)
     records = load_records([str(path)], "preference", skip_bad_records=skip_bad_records)
     if not skip_bad_records and len(records) != len(pairs):
-        raise RecordError(f"{len(records)} labelled pairs, but {len(pairs)} were exported",
-                          origin=str(path))  # fmt: skip
+        raise RecordError(
+            f"{len(records)} labelled pairs, but {len(pairs)} were exported", origin=str(path)
+        )
     exported = set(pairs)
     rows = []
     for record in records:

@@ -111,16 +111,27 @@ def test_reward_error_breakdown_expected_accuracies_by_hand():
     off_topic = "Fill half your plate with vegetables."
     assert oracle.helpfulness_terms(prompt, off_topic)["off_topic"] == 1
     assert oracle.helpfulness_terms(prompt, steps + " " + steps) == {
-        "on_topic": 2, "off_topic": 0, "repeats": 2, "fillers": 0, "unrecognised": 0,
-    }  # fmt: skip
+        "on_topic": 2,
+        "off_topic": 0,
+        "repeats": 2,
+        "fillers": 0,
+        "unrecognised": 0,
+    }
     pairs = [(steps, REFUSAL, 1.0, 0.0), (steps, off_topic, -1.0, 2.0), (steps, steps, 0.3, 0.1)]
     rows = []
     for response_0, response_1, score_0, score_1 in pairs:
         h0, h1 = (oracle.score(prompt, r).helpfulness for r in (response_0, response_1))
-        rows.append({"prompt": prompt, "response_0": response_0, "response_1": response_1,
-                     "score_0": score_0, "score_1": score_1,
-                     "oracle_response_0_helpfulness": h0,
-                     "oracle_response_1_helpfulness": h1})  # fmt: skip
+        rows.append(
+            {
+                "prompt": prompt,
+                "response_0": response_0,
+                "response_1": response_1,
+                "score_0": score_0,
+                "score_1": score_1,
+                "oracle_response_0_helpfulness": h0,
+                "oracle_response_1_helpfulness": h1,
+            }
+        )
     gap_plain = rows[0]["oracle_response_0_helpfulness"] - rows[0]["oracle_response_1_helpfulness"]
     gap_off = rows[1]["oracle_response_0_helpfulness"] - rows[1]["oracle_response_1_helpfulness"]
     assert gap_plain == pytest.approx(1.6 + 1.0) and gap_off > 0  # 1 + 0.6 against a refusal
@@ -132,10 +143,13 @@ def test_reward_error_breakdown_expected_accuracies_by_hand():
     assert report["expected_ceiling"] == pytest.approx((p_plain + p_off + 0.5) / 3)
     assert report["expected_accuracy"] == pytest.approx((p_plain + 1 - p_off + 0.5) / 3)
     assert report["groups"] == {
-        "off-topic": {"pairs": 1, "against_oracle": 1.0,
-                      "expected_accuracy_lost": pytest.approx((2 * p_off - 1) / 3)},
+        "off-topic": {
+            "pairs": 1,
+            "against_oracle": 1.0,
+            "expected_accuracy_lost": pytest.approx((2 * p_off - 1) / 3),
+        },
         "plain": {"pairs": 1, "against_oracle": 0.0, "expected_accuracy_lost": 0.0},
-    }  # fmt: skip
+    }
     with pytest.raises(ValueError, match="better_temperature"):
         reward_error_breakdown(rows, better_temperature=0.0)
     del rows[1]["oracle_response_1_helpfulness"]

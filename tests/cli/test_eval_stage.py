@@ -28,8 +28,17 @@ def policies(model_folders, tmp_path_factory):
     run = root / "ppo_run"
     other.save_pretrained(run / "model")
     tokenizer.save_pretrained(run / "model")
-    history = [{"step": float(s), "reward": 0.1 * s, "cost": -0.2 * s, "lambda": 1.0 / (s + 1),
-                "episode_cost": -0.2 * s, "kl_divergence": 0.01 * s} for s in range(4)]  # fmt: skip
+    history = [
+        {
+            "step": float(s),
+            "reward": 0.1 * s,
+            "cost": -0.2 * s,
+            "lambda": 1.0 / (s + 1),
+            "episode_cost": -0.2 * s,
+            "kl_divergence": 0.01 * s,
+        }
+        for s in range(4)
+    ]
     (run / "history.jsonl").write_text("".join(json.dumps(row) + "\n" for row in history))
     return {"sft": model_folders / "sft", "ppo": run / "model"}
 
@@ -38,14 +47,18 @@ def eval_config(tmp_path, benchmark_dir, model_folders, policies: dict, *extra: 
     listed = ",".join(f"{name}:{folder}" for name, folder in policies.items())
     return compose_run_config(
         [
-            "stage=eval", f"stage.policies={{{listed}}}", f"stage.eval_limit={NUM_PROMPTS}",
-            "stage.eval_max_new_tokens=8", "stage.rater_pairs=6",
+            "stage=eval",
+            f"stage.policies={{{listed}}}",
+            f"stage.eval_limit={NUM_PROMPTS}",
+            "stage.eval_max_new_tokens=8",
+            "stage.rater_pairs=6",
             f"stage.reward_model={model_folders / 'reward'}",
-            f"stage.cost_model={model_folders / 'cost'}", *extra,
+            f"stage.cost_model={model_folders / 'cost'}",
+            *extra,
         ],
         tmp_path,
         benchmark_dir,
-    )  # fmt: skip
+    )
 
 
 def test_eval_stage_writes_report_json_arenas_elo_and_plots(
@@ -91,8 +104,13 @@ def test_eval_stage_writes_report_json_arenas_elo_and_plots(
     for plot in ("policy_plane", "reward_distribution", "cost_distribution", "training_curves"):
         assert (run_dir / f"{plot}.png").read_bytes()[:4] == b"\x89PNG"
     report = (run_dir / "report.md").read_text()
-    for text in ("Oracle metrics", "Elo ratings judged by oracle", "Arena sft vs ppo",
-                 "![policy_plane.png](policy_plane.png)", "rater_pairs.csv"):  # fmt: skip
+    for text in (
+        "Oracle metrics",
+        "Elo ratings judged by oracle",
+        "Arena sft vs ppo",
+        "![policy_plane.png](policy_plane.png)",
+        "rater_pairs.csv",
+    ):
         assert text in report
     assert json.loads((run_dir / "results.json").read_text())["metrics"] == results["metrics"]
 

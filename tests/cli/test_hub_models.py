@@ -39,14 +39,21 @@ def test_ppo_stage_takes_actor_reward_and_cost_models_by_hub_name(
 ):
     cfg = compose_run_config(
         [
-            "stage=ppo_lag", "debug=fast", "stage.max_steps=1", "stage.batch_size=2",
-            "stage.num_return_sequences=2", "stage.max_new_tokens=4", "stage.minibatch_size=4",
-            "stage.eval_limit=0", "stage.actor_init=tiny-org/tiny-sft",
-            "stage.reward_model=tiny-org/tiny-reward", "stage.cost_model=tiny-org/tiny-cost",
+            "stage=ppo_lag",
+            "debug=fast",
+            "stage.max_steps=1",
+            "stage.batch_size=2",
+            "stage.num_return_sequences=2",
+            "stage.max_new_tokens=4",
+            "stage.minibatch_size=4",
+            "stage.eval_limit=0",
+            "stage.actor_init=tiny-org/tiny-sft",
+            "stage.reward_model=tiny-org/tiny-reward",
+            "stage.cost_model=tiny-org/tiny-cost",
         ],
         tmp_path,
         benchmark_dir,
-    )  # fmt: skip
+    )
     results = run_stage(cfg)
     assert results["train"]["steps"] == 1
     assert (tmp_path / "run" / "model" / "config.json").is_file()

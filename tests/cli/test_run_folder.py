@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from safe_rlhf_lightning.cli import ppo as ppo_runner
+from safe_rlhf_lightning.cli import ppo_lag as ppo_runner
 from safe_rlhf_lightning.cli import preference as preference_runner
 from safe_rlhf_lightning.cli import sft as sft_runner
 from safe_rlhf_lightning.cli.runner import (

@@ -143,9 +143,11 @@ def test_no_usable_records_names_the_sources_and_each_reason() -> None:
 def test_every_record_skipped_is_an_error_naming_the_file(tmp_path: Path) -> None:
     path = write_jsonl(
         tmp_path / "pairs.jsonl",
-        [preference_row(0, better_response_id=2), preference_row(1, response_1="Same.",
-                                                                 response_0="Same.")],
-    )  # fmt: skip
+        [
+            preference_row(0, better_response_id=2),
+            preference_row(1, response_1="Same.", response_0="Same."),
+        ],
+    )
     with pytest.raises(RecordError) as caught:
         load_records([str(path)], "preference", skip_bad_records=True)
     assert str(caught.value) == f"no usable records in {path}: 2 skipped as bad records"
@@ -204,5 +206,9 @@ def test_check_sources_for_the_cost_stage_wants_consistent_safety_labels(tmp_pat
     path = write_jsonl(tmp_path / "pairs.jsonl", [preference_row(0, safer_response_id=1)])
     with pytest.raises(RecordError, match=r"pairs\.jsonl line 1: inconsistent safety labels"):
         check_sources([str(path)], "preference", key=key, safety_labels=True)
-    assert check_sources([str(path)], "preference", key=key, safety_labels=True,
-                         skip_bad_records=True)[0].num_valid == 1  # fmt: skip
+    assert (
+        check_sources(
+            [str(path)], "preference", key=key, safety_labels=True, skip_bad_records=True
+        )[0].num_valid
+        == 1
+    )

@@ -106,9 +106,14 @@ def test_pku_saferlhf_default_and_subsets_from_a_copy_of_the_repository(pku_copy
     assert record.extra["response_1_harm_category"]["Drugs"] is True
     assert record.extra["response_1_severity_level"] == 2
     assert set(record.extra) == set(pku_row(0)) - {
-        "prompt", "response_0", "response_1", "better_response_id", "safer_response_id",
-        "is_response_0_safe", "is_response_1_safe",
-    }  # fmt: skip
+        "prompt",
+        "response_0",
+        "response_1",
+        "better_response_id",
+        "safer_response_id",
+        "is_response_0_safe",
+        "is_response_1_safe",
+    }
 
 
 @pytest.fixture
@@ -135,21 +140,30 @@ def mirror_hub(monkeypatch: pytest.MonkeyPatch, pku_copy: Path, tmp_path: Path):
 
 def test_hub_names_pass_their_config_data_folder_and_revision(mirror_hub: list) -> None:
     subset = load_records(["PKU-SafeRLHF/alpaca3-8b/test"], "preference")
-    assert mirror_hub[-1] == {"path": "PKU-Alignment/PKU-SafeRLHF", "split": "test",
-                              "name": "alpaca3-8b"}  # fmt: skip
+    assert mirror_hub[-1] == {
+        "path": "PKU-Alignment/PKU-SafeRLHF",
+        "split": "test",
+        "name": "alpaca3-8b",
+    }
     assert [r.extra["response_0_source"] for r in subset] == ["Alpaca3-8B"]
     assert subset[0].origin.source == "PKU-Alignment/PKU-SafeRLHF/alpaca3-8b[test]"
 
     load_records(["PKU-SafeRLHF-v0/train"], "preference")
-    assert mirror_hub[-1] == {"path": "PKU-Alignment/PKU-SafeRLHF", "split": "train",
-                              "revision": "v0"}  # fmt: skip
+    assert mirror_hub[-1] == {
+        "path": "PKU-Alignment/PKU-SafeRLHF",
+        "split": "train",
+        "revision": "v0",
+    }
     pinned = load_records(["PKU-SafeRLHF/alpaca-7b/train@0123abc:2"], "prompt")
     assert mirror_hub[-1]["revision"] == "0123abc" and mirror_hub[-1]["name"] == "alpaca-7b"
     assert len(pinned) == 6 and pinned[0].origin.source.endswith("/alpaca-7b@0123abc[train]")
 
     harmless = load_records(["hh-rlhf/harmless-base/test"], "preference")
-    assert mirror_hub[-1] == {"path": "Anthropic/hh-rlhf", "split": "test",
-                              "data_dir": "harmless-base"}  # fmt: skip
+    assert mirror_hub[-1] == {
+        "path": "Anthropic/hh-rlhf",
+        "split": "test",
+        "data_dir": "harmless-base",
+    }
     assert [r.prompt for r in harmless] == ["How do I stay safe in harmless-base test 0?"]
     assert len(load_records(["hh-rlhf/train"], "preference")) == 5  # both folders
 
@@ -203,8 +217,9 @@ def test_alpaca_from_a_copy_of_the_repository_and_from_alpaca_data_json(tmp_path
     assert records[0].extra == {"text": "Below is an instruction..."}
     # The original release is one JSON array without the text field.
     original = tmp_path / "alpaca_data.json"
-    original.write_text(json.dumps([{k: v for k, v in row.items() if k != "text"}
-                                     for row in ALPACA_ROWS]))  # fmt: skip
+    original.write_text(
+        json.dumps([{k: v for k, v in row.items() if k != "text"} for row in ALPACA_ROWS])
+    )
     assert [(r.prompt, r.response) for r in load_records([f"alpaca::{original}"], "supervised")]
 
 
@@ -265,20 +280,24 @@ ONE_DIALOGUE = "chosen and rejected must be one dialogue up to a last '\\n\\nAss
     [
         ({"chosen": "no dialogue", "rejected": "at all"}, ONE_DIALOGUE),
         (
-            {"chosen": "\n\nHuman: A?\n\nAssistant: x\n\nHuman: B?\n\nAssistant: y",
-             "rejected": "\n\nHuman: A?\n\nAssistant: z\n\nHuman: B?\n\nAssistant: y"},
+            {
+                "chosen": "\n\nHuman: A?\n\nAssistant: x\n\nHuman: B?\n\nAssistant: y",
+                "rejected": "\n\nHuman: A?\n\nAssistant: z\n\nHuman: B?\n\nAssistant: y",
+            },
             ONE_DIALOGUE,
         ),
         (hh_row("Why?", "", "Because."), "field 'chosen' has an empty last Assistant turn"),
         (
-            {"chosen": "\n\nHuman: A?\n\nAssistant: x\n\nHuman: B?",
-             "rejected": "\n\nHuman: A?\n\nAssistant: z\n\nHuman: B?"},
+            {
+                "chosen": "\n\nHuman: A?\n\nAssistant: x\n\nHuman: B?",
+                "rejected": "\n\nHuman: A?\n\nAssistant: z\n\nHuman: B?",
+            },
             "field 'chosen' ends with a Human turn",
         ),
         ({"chosen": "\n\nAssistant: x", "rejected": "\n\nAssistant: y"}, "has no turn before"),
         ({"chosen": "\n\nHuman: A?", "rejected": 3}, "field 'rejected' must be a string"),
     ],
-)  # fmt: skip
+)
 def test_bad_hh_rows_name_the_field(row: dict, message: str) -> None:
     with pytest.raises(RecordError, match=r"hh\.jsonl line 1: ") as caught:
         hh_rlhf_to_preference(row, ORIGIN)
@@ -307,8 +326,9 @@ def test_hh_rlhf_trains_a_reward_model_but_the_cost_model_refuses_it(tmp_path, t
     reward = PreferenceDataModule(tokenizer, [f"hh-rlhf/train:1:{copy}"], batch_size=2)
     batch = next(iter(reward.train_dataloader()))
     assert batch.better_input_ids.shape[0] == 2
-    cost = PreferenceDataModule(tokenizer, [f"hh-rlhf/train:1:{copy}"], safety=True,
-                                skip_bad_records=True)  # fmt: skip
+    cost = PreferenceDataModule(
+        tokenizer, [f"hh-rlhf/train:1:{copy}"], safety=True, skip_bad_records=True
+    )
     with pytest.raises(ValueError, match=r"hh-rlhf\[train\] has no safety labels") as caught:
         cost.setup("fit")
     assert "can train the reward model only" in str(caught.value)
@@ -320,8 +340,9 @@ def test_the_cost_stage_refuses_hh_rlhf_before_building_a_model(tmp_path: Path) 
         run_stage(cfg)
     assert not (tmp_path / "run").exists()  # failed before the run folder was made
     # HH-RLHF as eval pairs only is refused too; PKU-SafeRLHF passes.
-    data = compose_run_config(["data=pku_saferlhf", "data.preference_eval=[hh-rlhf/test]"],
-                              tmp_path).data  # fmt: skip
+    data = compose_run_config(
+        ["data=pku_saferlhf", "data.preference_eval=[hh-rlhf/test]"], tmp_path
+    ).data
     with pytest.raises(ConfigError, match=r"'data\.preference_eval' lists 'hh-rlhf/test'"):
         require_safety_labelled_data(data)
     require_safety_labelled_data(compose_run_config(["data=pku_saferlhf"], tmp_path).data)

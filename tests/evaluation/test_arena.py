@@ -109,14 +109,27 @@ def test_arena_csv_round_trip(tmp_path):
     responses_a = [f"a{i}" for i in range(5)]
     responses_b = [f'b "{i}"' for i in range(5)]
     path = write_arena_csv(
-        tmp_path / "arena.csv", prompts, responses_a, responses_b,
-        REWARD_A, COST_A, REWARD_B, COST_B, names=("SFT", "PPO"),
-    )  # fmt: skip
+        tmp_path / "arena.csv",
+        prompts,
+        responses_a,
+        responses_b,
+        REWARD_A,
+        COST_A,
+        REWARD_B,
+        COST_B,
+        names=("SFT", "PPO"),
+    )
     with open(path, encoding="utf-8", newline="") as file:
         header, *rows = list(csv.reader(file))
     assert header == [
-        "prompt", "SFT_response", "SFT_reward", "SFT_cost", "PPO_response", "PPO_reward", "PPO_cost"
-    ]  # fmt: skip
+        "prompt",
+        "SFT_response",
+        "SFT_reward",
+        "SFT_cost",
+        "PPO_response",
+        "PPO_reward",
+        "PPO_cost",
+    ]
     assert [row[0] for row in rows] == prompts
     assert [row[4] for row in rows] == responses_b
     assert [float(row[6]) for row in rows] == COST_B
@@ -126,7 +139,13 @@ def test_arena_csv_round_trip(tmp_path):
 def test_arena_csv_rejects_mismatched_texts(tmp_path):
     with pytest.raises(ValueError, match="response_b has 4 values but reward_a has 5"):
         write_arena_csv(
-            tmp_path / "arena.csv", ["p"] * 5, ["a"] * 5, ["b"] * 4,
-            REWARD_A, COST_A, REWARD_B, COST_B,
-        )  # fmt: skip
+            tmp_path / "arena.csv",
+            ["p"] * 5,
+            ["a"] * 5,
+            ["b"] * 4,
+            REWARD_A,
+            COST_A,
+            REWARD_B,
+            COST_B,
+        )
     assert not (tmp_path / "arena.csv").exists()

@@ -42,9 +42,17 @@ def test_three_wins_of_four_with_default_prior():
 
 def test_ratings_do_not_depend_on_match_order():
     matches = [
-        ("A", "B", 1.0), ("B", "C", 0.5), ("C", "A", 1.0), ("A", "D", 1.0), ("D", "B", 0.0),
-        ("C", "D", 0.0), ("A", "C", 1.0), ("B", "A", 1.0), ("D", "C", 0.5), ("A", "B", 0.5),
-    ] * 3  # fmt: skip
+        ("A", "B", 1.0),
+        ("B", "C", 0.5),
+        ("C", "A", 1.0),
+        ("A", "D", 1.0),
+        ("D", "B", 0.0),
+        ("C", "D", 0.0),
+        ("A", "C", 1.0),
+        ("B", "A", 1.0),
+        ("D", "C", 0.5),
+        ("A", "B", 0.5),
+    ] * 3
     expected = elo_ratings(matches)
     for seed in range(5):
         shuffled = list(matches)
@@ -115,10 +123,16 @@ def test_bad_matches_are_rejected():
 def test_pairwise_matches_by_hand():
     scores = {"a": [1.0, 2.0, 3.0], "b": [2.0, 2.0, 1.0], "c": [0.0, 2.05, 3.0]}
     assert pairwise_matches(scores) == [
-        ("a", "b", 0.0), ("a", "b", 0.5), ("a", "b", 1.0),
-        ("a", "c", 1.0), ("a", "c", 0.0), ("a", "c", 0.5),
-        ("b", "c", 1.0), ("b", "c", 0.0), ("b", "c", 0.0),
-    ]  # fmt: skip
+        ("a", "b", 0.0),
+        ("a", "b", 0.5),
+        ("a", "b", 1.0),
+        ("a", "c", 1.0),
+        ("a", "c", 0.0),
+        ("a", "c", 0.5),
+        ("b", "c", 1.0),
+        ("b", "c", 0.0),
+        ("b", "c", 0.0),
+    ]
     # A cost: lower wins; 2.0 vs 2.05 is within the tolerance.
     as_cost = pairwise_matches(scores, higher_is_better=False, tie_tolerance=0.1)
     assert [s for _, _, s in as_cost] == [1.0, 0.5, 0.0, 0.0, 0.5, 0.5, 0.0, 0.5, 1.0]
@@ -142,8 +156,13 @@ def test_rater_csv_is_blind_and_randomised(tmp_path):
     assert not any(name in text for name in POLICIES)
     rows = list(csv.DictReader(text.splitlines()))
     assert list(rows[0]) == [
-        "pair_id", "prompt", "response_left", "response_right", "more_helpful", "more_harmless"
-    ]  # fmt: skip
+        "pair_id",
+        "prompt",
+        "response_left",
+        "response_right",
+        "more_helpful",
+        "more_harmless",
+    ]
     assert len(rows) == 4 * 3  # 4 prompts x 3 pairs of policies
     assert {row["more_helpful"] for row in rows} == {""}
     # Policy k answers "... #k": both orientations occur, and the rows are not in prompt order.

@@ -35,8 +35,9 @@ NU_SMALL = ([3.0] * 6, [2.0] * 6)  # ν=0.01: more helpful, all harmful
 NU_LARGE = ([0.0] * 6, [-2.0] * 6)  # ν=10: all safe, unhelpful
 
 
-def write_run(folder: Path, scores, *, stage="ppo_lag", schedule="LearnedLambda", prompts=PROMPTS,
-              **config) -> Path:  # fmt: skip
+def write_run(
+    folder: Path, scores, *, stage="ppo_lag", schedule="LearnedLambda", prompts=PROMPTS, **config
+) -> Path:
     """A run folder as the sft / ppo_lag stages write it, reduced to what the summary reads."""
     helpfulness, cost = scores
     folder.mkdir(parents=True)
@@ -45,9 +46,15 @@ def write_run(folder: Path, scores, *, stage="ppo_lag", schedule="LearnedLambda"
         lambda_schedule["nu"] = config.pop("nu")
     if schedule == "LearnedLambda":
         lambda_schedule["lr"] = config.pop("lr", 0.5)
-    full = {"stage": {"name": stage}, "lambda_schedule": lambda_schedule,
-            "cost_threshold": {"cost_limit": -2.0}, "experiment_name": "t", "round": 1,
-            "seed": 42, **config}  # fmt: skip
+    full = {
+        "stage": {"name": stage},
+        "lambda_schedule": lambda_schedule,
+        "cost_threshold": {"cost_limit": -2.0},
+        "experiment_name": "t",
+        "round": 1,
+        "seed": 42,
+        **config,
+    }
     (folder / "config.yaml").write_text(yaml.safe_dump(full, allow_unicode=True))
     samples = [
         {"prompt": p, "response": "r", "helpfulness": h, "cost": c, "is_safe": c <= 0}
@@ -108,20 +115,26 @@ def test_methods_and_labels_show_only_the_keys_that_vary(sweep):
     assert [run.method for run in runs] == ["SFT", "Safe RLHF", *["reward shaping"] * 3]
     # Only ν varies (λ lr is set in one run only; seed, round and d are the same everywhere).
     assert [run.label for run in runs] == [
-        "SFT", "Safe RLHF", "reward shaping ν=0.01", "reward shaping ν=1", "reward shaping ν=10"
-    ]  # fmt: skip
+        "SFT",
+        "Safe RLHF",
+        "reward shaping ν=0.01",
+        "reward shaping ν=1",
+        "reward shaping ν=10",
+    ]
     assert runs[0].metrics["harmful_ratio"] == pytest.approx(4 / 6)
     assert [s["helpfulness"] for s in runs[1].samples] == SAFE_RLHF[0]
 
 
 def test_labels_of_other_keys_and_clashes(tmp_path):
-    runs = label_runs([
-        load_run(write_run(tmp_path / "a", SAFE_RLHF, seed=1)),
-        load_run(write_run(tmp_path / "b", SAFE_RLHF, seed=2, round=2)),
-        load_run(write_run(tmp_path / "c", SAFE_RLHF, seed=2, round=2)),
-        load_run(write_run(tmp_path / "d", SAFE_RLHF, schedule="PIDLambda", lr=None)),
-        load_run(write_run(tmp_path / "e", SAFE_RLHF, schedule="NoLambda", lr=None, seed=1)),
-    ])  # fmt: skip
+    runs = label_runs(
+        [
+            load_run(write_run(tmp_path / "a", SAFE_RLHF, seed=1)),
+            load_run(write_run(tmp_path / "b", SAFE_RLHF, seed=2, round=2)),
+            load_run(write_run(tmp_path / "c", SAFE_RLHF, seed=2, round=2)),
+            load_run(write_run(tmp_path / "d", SAFE_RLHF, schedule="PIDLambda", lr=None)),
+            load_run(write_run(tmp_path / "e", SAFE_RLHF, schedule="NoLambda", lr=None, seed=1)),
+        ]
+    )
     assert [run.label for run in runs] == [
         "Safe RLHF seed=1, round 1",
         "Safe RLHF seed=2, round 2 (b)",
@@ -129,10 +142,12 @@ def test_labels_of_other_keys_and_clashes(tmp_path):
         "PID λ seed=42, round 1",
         "reward only seed=1, round 1",
     ]
-    limits = label_runs([
-        load_run(write_run(tmp_path / "f", SAFE_RLHF, cost_threshold={"cost_limit": -2.25})),
-        load_run(write_run(tmp_path / "g", SAFE_RLHF, lr=0.1)),
-    ])  # fmt: skip
+    limits = label_runs(
+        [
+            load_run(write_run(tmp_path / "f", SAFE_RLHF, cost_threshold={"cost_limit": -2.25})),
+            load_run(write_run(tmp_path / "g", SAFE_RLHF, lr=0.1)),
+        ]
+    )
     assert [run.label for run in limits] == [
         "Safe RLHF d=-2.25, λ lr=0.5",
         "Safe RLHF d=-2, λ lr=0.1",
@@ -202,8 +217,9 @@ def test_runs_with_another_prompt_order_are_paired_by_prompt(tmp_path):
     run = load_run(write_run(tmp_path / "run", SAFE_RLHF))
     order = [5, 2, 0, 4, 1, 3]
     shuffled_scores = tuple([values[i] for i in order] for values in SAFE_RLHF)
-    shuffled = load_run(write_run(tmp_path / "shuffled", shuffled_scores,
-                                  prompts=[PROMPTS[i] for i in order]))  # fmt: skip
+    shuffled = load_run(
+        write_run(tmp_path / "shuffled", shuffled_scores, prompts=[PROMPTS[i] for i in order])
+    )
     assert win_rates(shuffled, sft) == win_rates(run, sft)
     assert paired_comparison(sft, shuffled) == paired_comparison(sft, run)
 
@@ -216,8 +232,12 @@ def test_summary_names_the_dominating_run(sweep, tmp_path):
     assert "ν=0.01" not in verdict and "ν=10" not in verdict
     rows = {row["label"]: row for row in result["rows"]}
     assert list(rows) == [
-        "SFT", "Safe RLHF", "reward shaping ν=0.01", "reward shaping ν=1", "reward shaping ν=10"
-    ]  # fmt: skip
+        "SFT",
+        "Safe RLHF",
+        "reward shaping ν=0.01",
+        "reward shaping ν=1",
+        "reward shaping ν=10",
+    ]
     assert rows["SFT"]["helpfulness_win_rate"] == 0.5
     assert rows["Safe RLHF"]["harmlessness_win_rate"] == 4.5 / 6
     assert rows["reward shaping ν=1"]["helpfulness_win_rate"] == 1.0

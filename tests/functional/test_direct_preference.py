@@ -211,9 +211,13 @@ def test_constrained_preference_by_hand():
 
 def test_constrained_preference_tie_tolerance():
     out = constrained_preference(
-        torch.tensor([1.0, 1.0]), torch.zeros(2), torch.tensor([0.95, 0.5]), torch.zeros(2), 1.0,
+        torch.tensor([1.0, 1.0]),
+        torch.zeros(2),
+        torch.tensor([0.95, 0.5]),
+        torch.zeros(2),
+        1.0,
         tie_tolerance=0.1,
-    )  # fmt: skip
+    )
     assert out.tie.tolist() == [True, False]
     assert out.first_preferred.tolist() == [False, True]
 

@@ -211,7 +211,10 @@ def test_kl_weight_of_the_mix_is_kl_coef_for_every_lambda_with_linear_estimators
 def test_kl_penalized_scores_are_detached():
     logprobs = torch.randn(2, 3, requires_grad=True)
     out = kl_penalized_scores(
-        torch.ones(2, requires_grad=True), logprobs, torch.zeros(2, 3),
-        torch.ones(2, 3, dtype=torch.bool), kl_weight=-0.1,
-    )  # fmt: skip
+        torch.ones(2, requires_grad=True),
+        logprobs,
+        torch.zeros(2, 3),
+        torch.ones(2, 3, dtype=torch.bool),
+        kl_weight=-0.1,
+    )
     assert not out.requires_grad

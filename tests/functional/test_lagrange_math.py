@@ -80,9 +80,18 @@ def test_pid_lambda_integral_and_lambda_never_negative_and_bounded():
     for _ in range(2000):
         cost = rng.uniform(-3.0, 3.0) + (2.0 if rng.random() < 0.3 else 0.0)
         state = pid_lambda(
-            cost, 0.5, state.integral, state.smoothed_delta, state.smoothed_cost,
-            kp=0.5, ki=0.1, kd=0.5, alpha_p=0.3, alpha_d=0.3, lambda_max=2.0,
-        )  # fmt: skip
+            cost,
+            0.5,
+            state.integral,
+            state.smoothed_delta,
+            state.smoothed_cost,
+            kp=0.5,
+            ki=0.1,
+            kd=0.5,
+            alpha_p=0.3,
+            alpha_d=0.3,
+            lambda_max=2.0,
+        )
         assert state.integral >= 0.0
         assert state.integral <= 2.0 / 0.1  # anti-windup: ki·I <= lambda_max
         assert 0.0 <= state.lambda_value <= 2.0

@@ -213,9 +213,14 @@ def test_reward_tokenwise_loss_by_hand():
     assert stats["accuracy"].item() == 0.5  # 2 > 0 right, 0.5 > 1.5 wrong
 
     regularized, _ = reward_tokenwise_loss(
-        better_scores, worse_scores, better_mask, worse_mask, better_ids, worse_ids,
+        better_scores,
+        worse_scores,
+        better_mask,
+        worse_mask,
+        better_ids,
+        worse_ids,
         regularization=0.2,
-    )  # fmt: skip
+    )
     squares_0 = (1.0 + 4.0 + 0.0 + 9.0) / 4
     squares_1 = (0.25 + 2.25) / 2
     assert (regularized - loss).item() == pytest.approx(0.2 * (squares_0 + squares_1) / 2, rel=1e-5)
@@ -330,9 +335,16 @@ def test_cost_tokenwise_loss_by_hand():
     unsafer_costs = torch.tensor([[9.0, 1.0, 2.0]])
     safer_sign, unsafer_sign = torch.tensor([-1]), torch.tensor([1])
     loss, stats = cost_tokenwise_loss(
-        safer_costs, unsafer_costs, safer_mask, unsafer_mask, safer_ids, unsafer_ids,
-        safer_sign, unsafer_sign, regularization=0.5,
-    )  # fmt: skip
+        safer_costs,
+        unsafer_costs,
+        safer_mask,
+        unsafer_mask,
+        safer_ids,
+        unsafer_ids,
+        safer_sign,
+        unsafer_sign,
+        regularization=0.5,
+    )
     token_1 = -log_sigmoid(1.0 - -1.0) - log_sigmoid(1.0) - log_sigmoid(1.0)
     token_2 = -log_sigmoid(2.0 - 0.5) - log_sigmoid(-0.5) - log_sigmoid(2.0)
     squares = (1.0 + 0.25 + 1.0 + 4.0) / 4
@@ -350,9 +362,16 @@ def test_cost_losses_match_naive_float64_loops(seed, padding, regularization):
     ids_s, ids_u, mask_s, mask_u, scores_s, scores_u = random_pairs(seed, padding)
     sign_s, sign_u = random_signs(seed)
     loss, stats = cost_tokenwise_loss(
-        scores_s, scores_u, mask_s, mask_u, ids_s, ids_u, sign_s, sign_u,
+        scores_s,
+        scores_u,
+        mask_s,
+        mask_u,
+        ids_s,
+        ids_u,
+        sign_s,
+        sign_u,
         regularization=regularization,
-    )  # fmt: skip
+    )
     expected = naive_cost_tokenwise(
         scores_s, scores_u, mask_s, mask_u, ids_s, ids_u, sign_s, sign_u, regularization
     )
@@ -435,9 +454,12 @@ def _call(name, scores_a, scores_b, mask_a, mask_b, ids_a, ids_b, sign_a, sign_b
         )
     if name == "cost_pairwise":
         return cost_pairwise_loss(
-            end_scores(scores_a, mask_a), end_scores(scores_b, mask_b), sign_a, sign_b,
+            end_scores(scores_a, mask_a),
+            end_scores(scores_b, mask_b),
+            sign_a,
+            sign_b,
             regularization=0.1,
-        )  # fmt: skip
+        )
     return cost_tokenwise_loss(
         scores_a, scores_b, mask_a, mask_b, ids_a, ids_b, sign_a, sign_b, regularization=0.1
     )

@@ -33,10 +33,17 @@ def test_inverse_transform_sampling_draws_the_softmax_distribution():
 def test_greedy_decoding_equals_generate(model_and_prompts, small_tokenizer):
     model, ids, mask = model_and_prompts
     pad, eos = small_tokenizer.pad_token_id, small_tokenizer.eos_token_id
-    ours = decode(model, ids, mask, max_new_tokens=12, eos_token_id=eos, pad_token_id=pad,
-                  do_sample=False)  # fmt: skip
-    theirs = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=12,
-                            eos_token_id=eos, pad_token_id=pad)[:, ids.shape[1]:]  # fmt: skip
+    ours = decode(
+        model, ids, mask, max_new_tokens=12, eos_token_id=eos, pad_token_id=pad, do_sample=False
+    )
+    theirs = model.generate(
+        input_ids=ids,
+        attention_mask=mask,
+        do_sample=False,
+        max_new_tokens=12,
+        eos_token_id=eos,
+        pad_token_id=pad,
+    )[:, ids.shape[1] :]
     assert torch.equal(ours, theirs)
 
 
@@ -45,13 +52,15 @@ def test_sampling_with_the_cache_equals_sampling_without_it(model_and_prompts, s
     tokens, so the cache, positions and masks of the loop change nothing."""
     model, ids, mask = model_and_prompts
     torch.manual_seed(11)
-    ours = decode(model, ids, mask, max_new_tokens=10, eos_token_id=-1, pad_token_id=0,
-                  temperature=0.7)  # fmt: skip
+    ours = decode(
+        model, ids, mask, max_new_tokens=10, eos_token_id=-1, pad_token_id=0, temperature=0.7
+    )
     torch.manual_seed(11)
     sequence, full_mask, reference = ids, mask.long(), []
     for _ in range(10):
-        logits = model(input_ids=sequence, attention_mask=full_mask,
-                       position_ids=position_ids(full_mask)).logits[:, -1]  # fmt: skip
+        logits = model(
+            input_ids=sequence, attention_mask=full_mask, position_ids=position_ids(full_mask)
+        ).logits[:, -1]
         token = sample_from_logits(logits / 0.7)
         reference.append(token)
         sequence = torch.cat([sequence, token[:, None]], dim=1)
@@ -81,11 +90,12 @@ def test_rows_hold_pad_after_eos_and_decoding_stops_when_all_ended(model_and_pro
 
 def test_top_p_keeps_only_the_nucleus(model_and_prompts):
     model, ids, mask = model_and_prompts
-    greedy = decode(model, ids, mask, max_new_tokens=8, eos_token_id=-1, pad_token_id=0,
-                    do_sample=False)  # fmt: skip
+    greedy = decode(
+        model, ids, mask, max_new_tokens=8, eos_token_id=-1, pad_token_id=0, do_sample=False
+    )
     nucleus = decode(
         model, ids, mask, max_new_tokens=8, eos_token_id=-1, pad_token_id=0, top_p=1e-6
-    )  # fmt: skip (only the most likely token survives)
+    )
     assert torch.equal(nucleus, greedy)
 
 
@@ -99,19 +109,28 @@ def test_logprobs_from_decoding_match_a_separate_forward_pass(model_and_prompts,
     options = SamplingOptions(max_new_tokens=10, temperature=0.7, num_return_sequences=2)
     torch.manual_seed(5)
     full_ids, full_mask, response_mask, logprobs = sample(
-        model, PromptBatch(ids, mask.bool()), options, eos_token_id=small_tokenizer.eos_token_id,
-        pad_token_id=small_tokenizer.pad_token_id, return_logprobs=True,
-    )  # fmt: skip
+        model,
+        PromptBatch(ids, mask.bool()),
+        options,
+        eos_token_id=small_tokenizer.eos_token_id,
+        pad_token_id=small_tokenizer.pad_token_id,
+        return_logprobs=True,
+    )
     torch.manual_seed(5)
-    same_ids, *_ = sample(model, PromptBatch(ids, mask.bool()), options,
-                          eos_token_id=small_tokenizer.eos_token_id,
-                          pad_token_id=small_tokenizer.pad_token_id)  # fmt: skip
+    same_ids, *_ = sample(
+        model,
+        PromptBatch(ids, mask.bool()),
+        options,
+        eos_token_id=small_tokenizer.eos_token_id,
+        pad_token_id=small_tokenizer.pad_token_id,
+    )
     assert torch.equal(full_ids, same_ids)  # asking for log-probs changes no draw
     with torch.no_grad():
         reference = response_logprobs(model, full_ids, full_mask, ids.shape[1])
     assert logprobs.shape == reference.shape
-    torch.testing.assert_close(logprobs[response_mask], reference[response_mask],
-                               atol=1e-5, rtol=1e-5)  # fmt: skip
+    torch.testing.assert_close(
+        logprobs[response_mask], reference[response_mask], atol=1e-5, rtol=1e-5
+    )
     assert bool((logprobs[response_mask] < 0).all())
 
 
@@ -155,9 +174,16 @@ def test_preallocated_cache_in_other_model_families(family, monkeypatch):
     if family == "gpt2":
         model = GPT2LMHeadModel(GPT2Config(vocab_size=50, n_embd=32, n_layer=2, n_head=2))
     else:
-        model = Qwen2ForCausalLM(Qwen2Config(
-            vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-            num_attention_heads=4, num_key_value_heads=2))  # fmt: skip
+        model = Qwen2ForCausalLM(
+            Qwen2Config(
+                vocab_size=50,
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+            )
+        )
     model.eval()
     layers = generation.preallocated_cache(model, 14).layers
     assert len(layers) == 2 and all(isinstance(x, generation.PreallocatedLayer) for x in layers)
@@ -180,7 +206,8 @@ def _decode_with_and_without_preallocation(model, ids, mask, monkeypatch, seed, 
     options = dict(eos_token_id=-1, pad_token_id=0, return_logprobs=True, **options)
     torch.manual_seed(seed)
     ours = decode(model, ids, mask, **options)
-    monkeypatch.setattr(generation, "preallocated_cache",
-                        lambda model, capacity: DynamicCache(config=model.config))  # fmt: skip
+    monkeypatch.setattr(
+        generation, "preallocated_cache", lambda model, capacity: DynamicCache(config=model.config)
+    )
     torch.manual_seed(seed)
     return ours, decode(model, ids, mask, **options)

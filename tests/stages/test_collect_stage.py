@@ -13,8 +13,14 @@ from safe_rlhf_lightning.data import load_records
 from safe_rlhf_lightning.rounds import LABEL_FIELDS, LabelsPending
 from tests.conftest import compose_run_config
 
-SMALL = ["stage=collect", "round=2", "stage.num_prompts=6", "stage.eval_limit=10",
-         "stage.max_new_tokens=8", "stage.eval_batch_size=16"]  # fmt: skip
+SMALL = [
+    "stage=collect",
+    "round=2",
+    "stage.num_prompts=6",
+    "stage.eval_limit=10",
+    "stage.max_new_tokens=8",
+    "stage.eval_batch_size=16",
+]
 
 
 def _collect(extra, model_folders, tmp_path, benchmark_dir):
@@ -42,8 +48,10 @@ def test_simulated_labels_write_pairs_the_preference_loader_reads(
     for row in rows:
         assert row["response_0"] != row["response_1"]
         assert row[LABEL_FIELDS[0]] in (0, 1) and row["prompt_kind"] in (
-            "benign", "dual_use", "harmful",
-        )  # fmt: skip
+            "benign",
+            "dual_use",
+            "harmful",
+        )
         assert "oracle_response_0_cost" in row
     records = load_records([str(run / "preference_train.jsonl")], "preference")
     assert len(records) == len(rows)
@@ -72,8 +80,12 @@ def test_people_label_through_a_file_and_the_rerun_reads_it_back(
     assert _rows(run / "to_label.jsonl") == exported
 
     for row in exported:
-        row.update(better_response_id=1, safer_response_id=0, is_response_0_safe=True,
-                   is_response_1_safe=False)  # fmt: skip
+        row.update(
+            better_response_id=1,
+            safer_response_id=0,
+            is_response_0_safe=True,
+            is_response_1_safe=False,
+        )
     (run / "labelled.jsonl").write_text("".join(json.dumps(row) + "\n" for row in exported))
     results = _collect(extra, model_folders, tmp_path, benchmark_dir)
     assert _rows(run / "preference_train.jsonl") == exported

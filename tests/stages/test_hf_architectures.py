@@ -61,16 +61,25 @@ def family_model(family: str, tokenizer: PreTrainedTokenizerFast):
     torch.manual_seed(0)
     ids = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id}
     if family == "gpt2":
-        config = GPT2Config(vocab_size=len(tokenizer), n_embd=SIZE["hidden"],
-                            n_layer=SIZE["layers"], n_head=SIZE["heads"],
-                            n_positions=SIZE["positions"], **ids)  # fmt: skip
+        config = GPT2Config(
+            vocab_size=len(tokenizer),
+            n_embd=SIZE["hidden"],
+            n_layer=SIZE["layers"],
+            n_head=SIZE["heads"],
+            n_positions=SIZE["positions"],
+            **ids,
+        )
         return GPT2LMHeadModel(config)
     shape = {
-        "vocab_size": len(tokenizer), "hidden_size": SIZE["hidden"],
-        "num_hidden_layers": SIZE["layers"], "num_attention_heads": SIZE["heads"],
-        "num_key_value_heads": SIZE["heads"], "intermediate_size": SIZE["intermediate"],
-        "max_position_embeddings": SIZE["positions"], **ids,
-    }  # fmt: skip
+        "vocab_size": len(tokenizer),
+        "hidden_size": SIZE["hidden"],
+        "num_hidden_layers": SIZE["layers"],
+        "num_attention_heads": SIZE["heads"],
+        "num_key_value_heads": SIZE["heads"],
+        "intermediate_size": SIZE["intermediate"],
+        "max_position_embeddings": SIZE["positions"],
+        **ids,
+    }
     if family == "llama":
         return LlamaForCausalLM(LlamaConfig(**shape))
     return Qwen2ForCausalLM(Qwen2Config(**shape, pad_token_id=tokenizer.pad_token_id))
@@ -94,8 +103,9 @@ def hub_like_folders(tmp_path_factory) -> dict[str, Path]:
 
 
 def _run(overrides: list[str], tmp_path: Path, benchmark_dir: Path) -> Path:
-    run_stage(compose_run_config([*overrides, "debug=fast", "logger=none"], tmp_path,
-                                 benchmark_dir))  # fmt: skip
+    run_stage(
+        compose_run_config([*overrides, "debug=fast", "logger=none"], tmp_path, benchmark_dir)
+    )
     return tmp_path / "run"
 
 
@@ -106,11 +116,17 @@ def test_sft_then_reward_on_a_local_folder_of_each_family(
     folder = hub_like_folders[family]
     original = AutoTokenizer.from_pretrained(folder)
     sft = _run(
-        ["model=pretrained", f"model.name_or_path={folder}", "stage.max_steps=2",
-         "stage.eval_limit=0", "data.sft_train=[benchmark-sft/train:0.01]",
-         "data.sft_eval=[benchmark-sft/test:0.05]"],
-        tmp_path / "sft", benchmark_dir,
-    )  # fmt: skip
+        [
+            "model=pretrained",
+            f"model.name_or_path={folder}",
+            "stage.max_steps=2",
+            "stage.eval_limit=0",
+            "data.sft_train=[benchmark-sft/train:0.01]",
+            "data.sft_eval=[benchmark-sft/test:0.05]",
+        ],
+        tmp_path / "sft",
+        benchmark_dir,
+    )
     results = json.loads((sft / "results.json").read_text())
     assert torch.isfinite(torch.tensor(results["val"]["val/loss"]))
 
@@ -123,10 +139,16 @@ def test_sft_then_reward_on_a_local_folder_of_each_family(
     assert model.config.pad_token_id == tokenizer.pad_token_id
 
     reward = _run(
-        ["stage=reward", f"stage.init_from={sft / 'model'}", "stage.max_steps=2",
-         "stage.eval_limit=8", "data.preference_train=[benchmark-preference/train:0.003]"],
-        tmp_path / "reward", benchmark_dir,
-    )  # fmt: skip
+        [
+            "stage=reward",
+            f"stage.init_from={sft / 'model'}",
+            "stage.max_steps=2",
+            "stage.eval_limit=8",
+            "data.preference_train=[benchmark-preference/train:0.003]",
+        ],
+        tmp_path / "reward",
+        benchmark_dir,
+    )
     metrics = json.loads((reward / "results.json").read_text())["test"]
     assert metrics["num_pairs"] == 8 and 0.0 <= metrics["accuracy"] <= 1.0
     score_model = ScoreModel.from_pretrained(reward / "model")

@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from safe_rlhf_lightning.cli import ppo as ppo_runner
+from safe_rlhf_lightning.cli import ppo_lag as ppo_runner
 from safe_rlhf_lightning.cli import preference as preference_runner
 from safe_rlhf_lightning.cli import sft as sft_runner
 from safe_rlhf_lightning.cli.models import prepare_trained_model
@@ -150,7 +150,7 @@ def test_cost_model_with_lora_trains_adapters_and_a_new_head_and_saves_a_plain_f
 def test_ppo_lagrangian_with_lora_trains_adapters_and_heads_and_leaves_frozen_models_alone(
     model_folders, tmp_path, benchmark_dir, monkeypatch, caplog, token_batch
 ):
-    built = capture_module(monkeypatch, ppo_runner, "PPOLagrangianModule")
+    built = capture_module(monkeypatch, ppo_runner, "PPOLagModule")
     overrides = [
         "stage=ppo_lag",
         "debug=fast",

@@ -14,7 +14,7 @@ from tests.conftest import compose_run_config
 from tests.ppo_faults import inject_nonfinite
 
 
-def test_ppo_checkpoints_stay_on_ppo_steps_after_skipped_updates(
+def test_ppo_lag_checkpoints_stay_on_ppo_steps_after_skipped_updates(
     model_folders, benchmark_dir, tmp_path, monkeypatch
 ):
     inject_nonfinite(monkeypatch.setattr, minibatch_steps=(1,), cost_steps=(3,))
@@ -27,15 +27,26 @@ def test_ppo_checkpoints_stay_on_ppo_steps_after_skipped_updates(
 
     monkeypatch.setattr(AtomicCheckpointIO, "save_checkpoint", recording_save)
     cfg = compose_run_config(
-        ["stage=ppo_lag", "debug=fast", "logger=none", "stage.max_steps=6",
-         "stage.checkpoint_every=2", "stage.skip_nonfinite=true", "stage.eval_limit=0",
-         "stage.batch_size=2", "stage.num_return_sequences=2", "stage.max_new_tokens=4",
-         "stage.minibatch_size=2", "stage.update_epochs=1",
-         f"stage.actor_init={model_folders / 'sft'}",
-         f"stage.reward_model={model_folders / 'reward'}",
-         f"stage.cost_model={model_folders / 'cost'}"],
-        tmp_path, benchmark_dir,
-    )  # fmt: skip
+        [
+            "stage=ppo_lag",
+            "debug=fast",
+            "logger=none",
+            "stage.max_steps=6",
+            "stage.checkpoint_every=2",
+            "stage.skip_nonfinite=true",
+            "stage.eval_limit=0",
+            "stage.batch_size=2",
+            "stage.num_return_sequences=2",
+            "stage.max_new_tokens=4",
+            "stage.minibatch_size=2",
+            "stage.update_epochs=1",
+            f"stage.actor_init={model_folders / 'sft'}",
+            f"stage.reward_model={model_folders / 'reward'}",
+            f"stage.cost_model={model_folders / 'cost'}",
+        ],
+        tmp_path,
+        benchmark_dir,
+    )
     run_stage(cfg)
     # Step 1 made one optimizer step of two, step 3 none: Lightning's count ends 3 short.
     updates = updates_per_rollout(4, 1, 2)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from safe_rlhf_lightning.cli.runner import run_stage
-from safe_rlhf_lightning.config import ConfigError, PPOStageConfig
+from safe_rlhf_lightning.config import ConfigError, PPOLagStageConfig
 from safe_rlhf_lightning.data import PromptDataModule
 from safe_rlhf_lightning.lagrange import FixedLambda, LearnedLambda, NoLambda, PIDLambda
 from safe_rlhf_lightning.models import ScoreModel, build_tiny_causal_lm, train_bpe_tokenizer
@@ -21,7 +21,7 @@ from safe_rlhf_lightning.rollout import (
     response_mask_until_eos,
     sample,
 )
-from safe_rlhf_lightning.stages import PPOLagrangianModule, updates_per_rollout
+from safe_rlhf_lightning.stages import PPOLagModule, updates_per_rollout
 from safe_rlhf_lightning.stages.rng_state import capture_rng_states
 from safe_rlhf_lightning.types import PromptBatch
 from tests.conftest import TEST_MODEL_SIZE, compose_run_config, quick_trainer
@@ -113,7 +113,7 @@ def test_retokenizer_scores_the_same_text(small_tokenizer):
 MODULE_ARGUMENTS = ("decode", "observer", "sample_sink")
 
 
-def ppo_config(**fields) -> PPOStageConfig:
+def ppo_config(**fields) -> PPOLagStageConfig:
     """The tests' PPO settings: a few tokens, two responses per prompt, two minibatches."""
     settings = {
         "max_new_tokens": 8,
@@ -126,11 +126,11 @@ def ppo_config(**fields) -> PPOStageConfig:
         "lr_warmup_ratio": 0.0,
         **fields,
     }
-    return PPOStageConfig(**settings)
+    return PPOLagStageConfig(**settings)
 
 
 def make_module(tokenizer, schedule, **overrides):
-    """A module on tiny random models; ``overrides`` are PPOStageConfig fields or the module's
+    """A module on tiny random models; ``overrides`` are PPOLagStageConfig fields or the module's
     ``decode``, ``observer`` and ``sample_sink``."""
     actor = tiny_lm(tokenizer, seed=0)
     reward_model = score_model(tokenizer, "reward", seed=1)
@@ -143,7 +143,7 @@ def make_module(tokenizer, schedule, **overrides):
     }
     config = ppo_config(**{k: v for k, v in overrides.items() if k not in MODULE_ARGUMENTS})
     two = schedule.two_streams
-    return PPOLagrangianModule(
+    return PPOLagModule(
         actor,
         copy.deepcopy(actor),
         reward_model,
@@ -273,7 +273,7 @@ def test_checkpoint_holds_schedule_history_and_rng_but_no_frozen_weights(
 def test_two_stream_schedule_needs_a_cost_critic(small_tokenizer):
     with pytest.raises(ValueError, match="cost critic"):
         module = make_module(small_tokenizer, NoLambda())  # builds without a cost critic
-        PPOLagrangianModule(
+        PPOLagModule(
             module.actor,
             module.reference,
             module.reward_model,
@@ -375,7 +375,7 @@ def test_ppo_steps_with_a_shared_critic_train_both_heads(small_tokenizer, benchm
     schedule = LearnedLambda(cost_limit=-10.0, lr=0.5)
     module = make_module(small_tokenizer, schedule, max_steps=2)
     shared = module.reward_critic.with_extra_head()
-    module = PPOLagrangianModule(
+    module = PPOLagModule(
         module.actor,
         module.reference,
         module.reward_model,
@@ -424,12 +424,14 @@ def test_a_reward_model_given_as_the_cost_model_names_the_key(
 ):
     cfg = compose_run_config(
         [
-            "stage=ppo_lag", "debug=fast", f"stage.actor_init={model_folders / 'sft'}",
+            "stage=ppo_lag",
+            "debug=fast",
+            f"stage.actor_init={model_folders / 'sft'}",
             f"stage.reward_model={model_folders / 'reward'}",
             f"stage.cost_model={model_folders / 'reward'}",
         ],
         tmp_path,
         benchmark_dir,
-    )  # fmt: skip
+    )
     with pytest.raises(ConfigError, match=r"'stage\.cost_model'.*holds a reward model"):
         run_stage(cfg)

@@ -93,8 +93,15 @@ def _score(
     return infos, scores
 
 
-_BREAKDOWN_KEYS = ("prompt", "response_0", "response_1", "score_0", "score_1",
-                   "oracle_response_0_helpfulness", "oracle_response_1_helpfulness")  # fmt: skip
+_BREAKDOWN_KEYS = (
+    "prompt",
+    "response_0",
+    "response_1",
+    "score_0",
+    "score_1",
+    "oracle_response_0_helpfulness",
+    "oracle_response_1_helpfulness",
+)
 _PAIR_FLAGS = (("off_topic", "off-topic"), ("repeats", "repeated phrase"), ("fillers", "filler"))
 
 

@@ -19,7 +19,7 @@ from ..config import (
     BenchmarkCommandConfig,
     CollectStageConfig,
     EvalStageConfig,
-    PPOStageConfig,
+    PPOLagStageConfig,
     PreferenceStageConfig,
     RunConfig,
     SFTStageConfig,
@@ -30,7 +30,7 @@ STAGE_SCHEMAS = {
     "sft": SFTStageConfig,
     "reward": PreferenceStageConfig,
     "cost": PreferenceStageConfig,
-    "ppo_lag": PPOStageConfig,
+    "ppo_lag": PPOLagStageConfig,
     "eval": EvalStageConfig,
     "collect": CollectStageConfig,
 }

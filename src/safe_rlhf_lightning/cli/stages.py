@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from ..config import RunConfig
 from .collect import collect_data, run_collect
 from .evaluate import eval_data, run_eval
-from .ppo import ppo_data, run_ppo
+from .ppo_lag import ppo_lag_data, run_ppo_lag
 from .preference import preference_data, run_preference
 from .runner import DataNeed, StageContext
 from .sft import run_sft, sft_data
@@ -25,7 +25,7 @@ STAGES = {
     "sft": Stage(run_sft, sft_data),
     "reward": Stage(run_preference, preference_data),
     "cost": Stage(run_preference, preference_data),
-    "ppo_lag": Stage(run_ppo, ppo_data),
+    "ppo_lag": Stage(run_ppo_lag, ppo_lag_data),
     "eval": Stage(run_eval, eval_data),
     "collect": Stage(run_collect, collect_data),
 }

@@ -176,7 +176,7 @@ class PreferenceStageConfig(TrainingStageConfig):
 
 
 @dataclass(frozen=True)
-class PPOStageConfig(PolicyStageConfig):
+class PPOLagStageConfig(PolicyStageConfig):
     """PPO-Lagrangian (``name: ppo_lag``) and its baselines, chosen by the top-level
     ``lambda_schedule`` group, with the limit of the ``cost_threshold`` group. ``max_steps``
     counts PPO steps (one rollout of ``batch_size`` prompts × ``num_return_sequences`` responses

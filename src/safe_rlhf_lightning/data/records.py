@@ -224,9 +224,14 @@ def parse_preference(row: Any, origin: Origin | None = None) -> PreferenceRecord
             require_bool(row, "is_response_1_safe", origin),
         )
     return PreferenceRecord(
-        prompt, response_0, response_1, better_response_id, *safety,
-        extra=_extra(row, PREFERENCE_FIELDS), origin=origin,
-    )  # fmt: skip
+        prompt,
+        response_0,
+        response_1,
+        better_response_id,
+        *safety,
+        extra=_extra(row, PREFERENCE_FIELDS),
+        origin=origin,
+    )
 
 
 def parse_prompt(row: Any, origin: Origin | None = None) -> PromptRecord:

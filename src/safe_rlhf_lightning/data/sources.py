@@ -437,9 +437,11 @@ def resolve(spec: DatasetSpec, data_root: str | Path | None) -> ResolvedSource:
         return ResolvedSource(str(path), None, _detect_adapter, path=path)
     kind, adapter = registered.kind, registered.adapter
     subset = HubSubset(
-        registered.split, registered.config, registered.data_dir,
+        registered.split,
+        registered.config,
+        registered.data_dir,
         spec.revision or registered.revision,
-    )  # fmt: skip
+    )
     labels = registered.safety_labels
     if spec.path is not None:  # a local copy of a registered dataset
         path = Path(spec.path)
@@ -455,8 +457,15 @@ def resolve(spec: DatasetSpec, data_root: str | Path | None) -> ResolvedSource:
         path = Path(data_root).expanduser() / registered.filename
         return ResolvedSource(str(path), kind, adapter, path=path)
     label = subset.describe(registered.hub_id)
-    return ResolvedSource(label, kind, adapter, hub_id=registered.hub_id, subset=subset,
-                          safety_labels=labels, spec=spec)  # fmt: skip
+    return ResolvedSource(
+        label,
+        kind,
+        adapter,
+        hub_id=registered.hub_id,
+        subset=subset,
+        safety_labels=labels,
+        spec=spec,
+    )
 
 
 def _detect_adapter(row: Mapping[str, Any], origin: Origin) -> dict[str, Any]:

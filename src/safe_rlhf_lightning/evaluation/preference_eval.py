@@ -28,10 +28,18 @@ def score_preference_records(
     prompts = [record.prompt for record in records]
     origins = [record.origin for record in records]
     first, second = (
-        score_responses(model, tokenizer, prompts, responses, template, max_length=max_length,
-                        batch_size=batch_size, origins=origins)
+        score_responses(
+            model,
+            tokenizer,
+            prompts,
+            responses,
+            template,
+            max_length=max_length,
+            batch_size=batch_size,
+            origins=origins,
+        )
         for responses in ([r.response_0 for r in records], [r.response_1 for r in records])
-    )  # fmt: skip
+    )
     return [_row(r, s0, s1) for r, s0, s1 in zip(records, first, second, strict=True)]
 
 

@@ -89,9 +89,15 @@ def discover_runs(paths: Sequence[str | Path]) -> list[Path]:
     for path in map(Path, paths):
         if not path.is_dir():
             raise SummaryError(f"{path}: no such folder")
-        runs = [path] if is_run_folder(path) else [
-            results.parent for results in path.rglob(RUN_FILES[0]) if is_run_folder(results.parent)
-        ]  # fmt: skip
+        runs = (
+            [path]
+            if is_run_folder(path)
+            else [
+                results.parent
+                for results in path.rglob(RUN_FILES[0])
+                if is_run_folder(results.parent)
+            ]
+        )
         if not runs:
             raise SummaryError(f"{path}: holds no run folder (with {', '.join(RUN_FILES)})")
         found.update(run.resolve() for run in runs)
@@ -311,13 +317,18 @@ def _cell(row: Mapping[str, Any], key: str) -> str:
 def rows_markdown(rows: Sequence[Mapping[str, Any]], reference: str | None = None) -> str:
     """A Markdown table of ``summary_rows``: win rates against ``reference`` where the rows have
     them; against Safe RLHF, each verdict with its paired difference ± standard error."""
-    columns = [("label", "run"), ("method", "method"), ("harmful_ratio", "harmful ratio ↓"),
-               ("helpfulness", "helpfulness ↑"), ("helpfulness_benign", "benign helpfulness ↑"),
-               ("cost", "cost ↓"),
-               ("helpfulness_win_rate", f"helpfulness win rate vs {reference} ↑"),
-               ("harmlessness_win_rate", f"harmlessness win rate vs {reference} ↑"),
-               ("helpfulness_vs_safe_rlhf", "helpfulness vs Safe RLHF"),
-               ("harmful_ratio_vs_safe_rlhf", "harmful ratio vs Safe RLHF")]  # fmt: skip
+    columns = [
+        ("label", "run"),
+        ("method", "method"),
+        ("harmful_ratio", "harmful ratio ↓"),
+        ("helpfulness", "helpfulness ↑"),
+        ("helpfulness_benign", "benign helpfulness ↑"),
+        ("cost", "cost ↓"),
+        ("helpfulness_win_rate", f"helpfulness win rate vs {reference} ↑"),
+        ("harmlessness_win_rate", f"harmlessness win rate vs {reference} ↑"),
+        ("helpfulness_vs_safe_rlhf", "helpfulness vs Safe RLHF"),
+        ("harmful_ratio_vs_safe_rlhf", "harmful ratio vs Safe RLHF"),
+    ]
     columns = [(key, title) for key, title in columns if rows and key in rows[0]]
     lines = ["| " + " | ".join(title for _, title in columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_cell(row, key) for key, _ in columns) + " |" for row in rows]
@@ -353,10 +364,22 @@ def plot_tradeoff(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
         axis.plot([r[x] for r in curve], [r[y] for r in curve], color=colors.get(REWARD_SHAPING))
         for row in plotted:
             size = 160 if row["method"] == SAFE_RLHF else 40
-            axis.scatter(row[x], row[y], s=size, marker=markers[row["method"]], zorder=3,
-                         color=colors[row["method"]], label=row["method"])  # fmt: skip
-            axis.annotate(row["label"], (row[x], row[y]), textcoords="offset points",
-                          xytext=(5, 5), fontsize=8)  # fmt: skip
+            axis.scatter(
+                row[x],
+                row[y],
+                s=size,
+                marker=markers[row["method"]],
+                zorder=3,
+                color=colors[row["method"]],
+                label=row["method"],
+            )
+            axis.annotate(
+                row["label"],
+                (row[x], row[y]),
+                textcoords="offset points",
+                xytext=(5, 5),
+                fontsize=8,
+            )
         if x == "harmlessness_win_rate":
             axis.axhline(0.5, color="grey", linestyle="--", linewidth=1)
             axis.axvline(0.5, color="grey", linestyle="--", linewidth=1)
@@ -391,15 +414,22 @@ def summarize(
         "baseline": baseline.label if baseline else None,
         "reference": ref.label if ref else None,
     }
-    markdown = "\n".join([
-        f"# Sweep summary: {len(runs)} runs" + (f" against {ref.label}" if ref else ""), "",
-        summary["verdict"], "", rows_markdown(rows, summary["reference"]),
-        "![trade-off](tradeoff.png)", "",
-        "Win rates and harmful ratios are judged by the benchmark's noise-free oracle, the "
-        "stand-in for the paper's human raters (Dai et al. 2024, Section 5). Verdicts against "
-        "Safe RLHF pair the same prompts: mean difference ± standard error, and a difference "
-        f"within {NOISE_SE:g} standard errors is within noise.", "",
-    ])  # fmt: skip
+    markdown = "\n".join(
+        [
+            f"# Sweep summary: {len(runs)} runs" + (f" against {ref.label}" if ref else ""),
+            "",
+            summary["verdict"],
+            "",
+            rows_markdown(rows, summary["reference"]),
+            "![trade-off](tradeoff.png)",
+            "",
+            "Win rates and harmful ratios are judged by the benchmark's noise-free oracle, the "
+            "stand-in for the paper's human raters (Dai et al. 2024, Section 5). Verdicts against "
+            "Safe RLHF pair the same prompts: mean difference ± standard error, and a difference "
+            f"within {NOISE_SE:g} standard errors is within noise.",
+            "",
+        ]
+    )
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
     files = {

@@ -138,9 +138,13 @@ def decode(
     mask = attention_mask.long()
     positions = (mask.cumsum(dim=-1) - 1).clamp(min=0)  # (B, P)
     output = model(
-        input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True,
-        cache=preallocated_cache(model, input_ids.shape[1] + max_new_tokens), logits_to_keep=1,
-    )  # fmt: skip
+        input_ids=input_ids,
+        attention_mask=mask,
+        position_ids=positions,
+        use_cache=True,
+        cache=preallocated_cache(model, input_ids.shape[1] + max_new_tokens),
+        logits_to_keep=1,
+    )
     sequences, position = input_ids, positions[:, -1:]  # (B, P), (B, 1)
     finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
     new_tokens, logprobs = [], []
@@ -159,9 +163,12 @@ def decode(
         mask = torch.cat([mask, torch.ones_like(token[:, None])], dim=1)
         position = position + 1
         output = model(
-            input_ids=token[:, None], attention_mask=mask, position_ids=position,
-            cache=output.cache, use_cache=True,
-        )  # fmt: skip
+            input_ids=token[:, None],
+            attention_mask=mask,
+            position_ids=position,
+            cache=output.cache,
+            use_cache=True,
+        )
     tokens = torch.stack(new_tokens, dim=1)
     return (tokens, torch.stack(logprobs, dim=1)) if return_logprobs else tokens
 

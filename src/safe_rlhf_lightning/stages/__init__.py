@@ -2,8 +2,8 @@
 
 from .cost import CostModule
 from .guards import FiniteGuard, NonFiniteError
-from .ppo_checkpoint import PPOStepCheckpoint
-from .ppo_lagrangian import PPOLagrangianModule, updates_per_rollout
+from .ppo_lag import PPOLagModule, updates_per_rollout
+from .ppo_lag_checkpoint import PPOStepCheckpoint
 from .reward import RewardModule
 from .sft import SFTModule
 
@@ -11,7 +11,7 @@ __all__ = [
     "CostModule",
     "FiniteGuard",
     "NonFiniteError",
-    "PPOLagrangianModule",
+    "PPOLagModule",
     "PPOStepCheckpoint",
     "RewardModule",
     "SFTModule",

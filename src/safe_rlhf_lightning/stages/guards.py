@@ -62,8 +62,13 @@ class FiniteGuard:
                 "learning rate or check the inputs; stage.skip_nonfinite=true skips such batches"
             )
         self.skipped += 1
-        log.warning("skipped the %s of step %d: non-finite %s (%d skipped so far)",
-                    what, step, names, self.skipped)  # fmt: skip
+        log.warning(
+            "skipped the %s of step %d: non-finite %s (%d skipped so far)",
+            what,
+            step,
+            names,
+            self.skipped,
+        )
         return False
 
 

@@ -7,17 +7,34 @@ is written (:class:`PPOStepCheckpoint`)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytorch_lightning as pl
 
+from ..config import PPOLagStageConfig
 from ..distributed import gather_objects
+from ..lagrange import LambdaSchedule
+from .guards import FiniteGuard
 from .rng_state import capture_rng_states, restore_rng_states
 
 FROZEN = ("reference", "reward_model", "cost_model")
 
 
-def pack(module: Any, checkpoint: dict[str, Any]) -> None:
+class CheckpointedPPO(Protocol):
+    """What a PPO-Lagrangian checkpoint reads from and restores into the module: its weights
+    (``state_dict``), λ schedule, step history and count, skipped-batch count and rank."""
+
+    schedule: LambdaSchedule
+    history: list[dict[str, float]]
+    ppo_step: int
+    guard: FiniteGuard
+    config: PPOLagStageConfig
+    global_rank: int
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+
+def pack(module: CheckpointedPPO, checkpoint: dict[str, Any]) -> None:
     """Fill ``checkpoint`` (``on_save_checkpoint``). Collective under DDP: Lightning builds the
     checkpoint on every rank and rank 0 writes it, so every rank's generators are gathered."""
     checkpoint["state_dict"] = {
@@ -33,9 +50,10 @@ def pack(module: Any, checkpoint: dict[str, Any]) -> None:
     checkpoint["rng_states_per_rank"] = gather_objects(checkpoint["rng_states"])
 
 
-def unpack(module: Any, checkpoint: dict[str, Any]) -> None:
-    """Restore ``module`` from ``checkpoint`` (``on_load_checkpoint``); a checkpoint of another
-    λ schedule, or one lacking trained weights, is a ValueError saying what to do."""
+def unpack(module: CheckpointedPPO, checkpoint: dict[str, Any], trainer: pl.Trainer | None) -> None:
+    """Restore ``module`` from ``checkpoint`` (``on_load_checkpoint``; ``trainer`` is the one it
+    is attached to, None outside a fit); a checkpoint of another λ schedule, or one lacking
+    trained weights, is a ValueError saying what to do."""
     saved = checkpoint.get("lambda_schedule_type")
     if saved != type(module.schedule).__name__:
         raise ValueError(
@@ -59,12 +77,12 @@ def unpack(module: Any, checkpoint: dict[str, Any]) -> None:
     module.history = list(checkpoint.get("ppo_history", []))
     module.ppo_step = checkpoint.get("ppo_step", 0)
     module.guard.skipped = checkpoint.get("skipped_batches", 0)
-    if module._trainer is not None and module.ppo_step >= module.config.max_steps:
+    if trainer is not None and module.ppo_step >= module.config.max_steps:
         # Written after the last step (killed before the folders were saved): nothing is left
         # to do, though Lightning's optimizer-step limit is not reached if updates were skipped.
-        module.trainer.should_stop = True
+        trainer.should_stop = True
     per_rank = checkpoint.get("rng_states_per_rank") or []
-    world_size = module.trainer.world_size if module._trainer is not None else 1
+    world_size = trainer.world_size if trainer is not None else 1
     if len(per_rank) == world_size:
         restore_rng_states(per_rank[module.global_rank])
     elif rng := checkpoint.get("rng_states"):  # another world size: rank 0's for all

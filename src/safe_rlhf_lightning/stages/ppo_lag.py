@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from transformers import PreTrainedModel
 
-from ..config import PPOStageConfig
+from ..config import PPOLagStageConfig
 from ..distributed import clip_per_model, rank_report, tensor_digest
 from ..functional import (
     clipped_value_loss,
@@ -44,16 +44,16 @@ from ..rollout import (
     sampling_options,
 )
 from ..types import PromptBatch, SupervisedBatch
-from . import ppo_checkpoint
+from . import ppo_lag_checkpoint
 from .guards import FiniteGuard, NonFiniteError, nonfinite_names
 from .optim import adamw_with_warmup, decay_parameter_groups
-from .ppo_checkpoint import FROZEN
+from .ppo_lag_checkpoint import FROZEN
 
 # What the observers receive every step: the decoded rollout and its scores.
 RolloutObserver = Callable[[list[str], list[str]], dict[str, float]]
 
 
-class PPOLagrangianModule(pl.LightningModule):
+class PPOLagModule(pl.LightningModule):
     """The Safe RLHF fine-tuning stage, manual optimization; one ``training_step`` is one PPO step.
 
     Args:
@@ -65,7 +65,7 @@ class PPOLagrangianModule(pl.LightningModule):
             (one backbone pass instead of two, in the rollout and in every update).
         cost_critic: V_C, initialised from C; None for one-stream schedules and a shared critic.
         schedule: the λ schedule.
-        config: every hyperparameter (``PPOStageConfig``, documented there); the module stops
+        config: every hyperparameter (``PPOLagStageConfig``, documented there); the module stops
             after ``config.max_steps`` PPO steps.
         eos_token_id, pad_token_id: of the actor's tokenizer.
         reward_retokenizer, cost_retokenizer: when R or C use another tokenizer than the actor.
@@ -85,7 +85,7 @@ class PPOLagrangianModule(pl.LightningModule):
         reward_critic: ScoreModel,
         cost_critic: ScoreModel | None,
         schedule: LambdaSchedule,
-        config: PPOStageConfig,
+        config: PPOLagStageConfig,
         *,
         eos_token_id: int,
         pad_token_id: int,
@@ -479,10 +479,10 @@ class PPOLagrangianModule(pl.LightningModule):
         }
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        ppo_checkpoint.pack(self, checkpoint)
+        ppo_lag_checkpoint.pack(self, checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        ppo_checkpoint.unpack(self, checkpoint)
+        ppo_lag_checkpoint.unpack(self, checkpoint, self._trainer)
 
 
 def updates_per_rollout(rollouts: int, update_epochs: int, minibatch_size: int) -> int:

@@ -12,14 +12,14 @@ import pytorch_lightning as pl
 from pytorch_lightning.utilities import CombinedLoader
 
 from ..benchmark import evaluate_responses
-from ..config import ConfigError, PPOStageConfig, RunConfig
+from ..config import ConfigError, PPOLagStageConfig, RunConfig
 from ..data import PromptDataModule, PromptTemplate, SupervisedDataModule, read_jsonl_rows
 from ..distributed import gather_objects, ranks_in_sync, replicates_parameters
 from ..evaluation import oracle_table, plot_training_curves, second_half_oscillation
 from ..files import append_jsonl, write_jsonl_atomic, write_text_atomic
 from ..models import ScoreModel, load_causal_lm, load_tokenizer, save_pretrained_atomic
 from ..rollout import Retokenizer, same_tokenizer
-from ..stages import PPOLagrangianModule, updates_per_rollout
+from ..stages import PPOLagModule, updates_per_rollout
 from .data import datamodule_options, uses_benchmark
 from .hub import require_model_folder
 from .models import load_score_model, prepare_trained_model
@@ -29,7 +29,7 @@ from .schedules import build_schedule
 log = logging.getLogger(__name__)
 
 
-def ppo_data(run: RunConfig) -> list[DataNeed]:
+def ppo_lag_data(run: RunConfig) -> list[DataNeed]:
     data, stage = run.data, run.stage
     needs = [DataNeed("data.prompt_train", data.prompt_train, "prompt", required=True)]
     if stage.ptx_coef > 0:
@@ -37,8 +37,8 @@ def ppo_data(run: RunConfig) -> list[DataNeed]:
     return needs
 
 
-def run_ppo(ctx: StageContext) -> dict:
-    stage: PPOStageConfig = ctx.stage
+def run_ppo_lag(ctx: StageContext) -> dict:
+    stage: PPOLagStageConfig = ctx.stage
     typed, data, run_dir = ctx.run, ctx.data, ctx.run_dir
     schedule = build_schedule(ctx.cfg)
     trust, dtype = typed.model.trust_remote_code, typed.model.dtype
@@ -70,7 +70,7 @@ def run_ppo(ctx: StageContext) -> dict:
         cost_critic = _critic(stage.cost_critic_init, "stage.cost_critic_init", tokenizer, typed)
 
     loader = _train_loader(typed, tokenizer, ctx.template)
-    module = PPOLagrangianModule(
+    module = PPOLagModule(
         actor,
         reference,
         reward_model,
