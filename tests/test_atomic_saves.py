@@ -248,6 +248,23 @@ def six_megabyte_disk(tmp_path):
         subprocess.run(["umount", str(folder)], check=True)
 
 
+def test_a_model_folder_on_a_real_full_filesystem_keeps_the_previous_folder(
+    six_megabyte_disk, small_tokenizer
+):
+    model = build_tiny_causal_lm(small_tokenizer, seed=0, **TEST_MODEL_SIZE)
+    folder = save_pretrained_atomic(model, small_tokenizer, six_megabyte_disk / "model")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    filler = six_megabyte_disk / "filler"
+    filler.write_bytes(b"\0" * (shutil.disk_usage(six_megabyte_disk).free - 16 * 1024))
+    with pytest.raises(DiskFullError) as error:
+        save_pretrained_atomic(model, small_tokenizer, folder)
+    message = str(error.value)
+    assert "\n" not in message and f"while writing {folder}:" in message
+    assert "bytes are free" in message and "its previous copy is intact" in message
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert sorted(p.name for p in six_megabyte_disk.iterdir()) == ["filler", "model"]
+
+
 def test_checkpoint_on_a_real_full_filesystem_keeps_the_last_good_one(six_megabyte_disk):
     _check_full_disk_checkpoint(six_megabyte_disk)
 

@@ -44,10 +44,13 @@ class DiskFullError(OSError):
 def disk_full(error: BaseException | None) -> bool:
     """Whether ``error``, or an exception it was raised from or while handling, is a full disk
     or quota. (``torch.save`` turns the ``OSError`` of a full disk into a ``RuntimeError`` of its
-    zip writer, raised while handling it.)"""
+    zip writer, raised while handling it; safetensors into a ``SafetensorError``.)"""
     seen: set[int] = set()
     while error is not None and id(error) not in seen:
         if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        # safetensors (Rust) reports it as its own error type with the OS error in the text.
+        if any(f"(os error {code})" in str(error) for code in (errno.ENOSPC, errno.EDQUOT)):
             return True
         seen.add(id(error))
         error = error.__cause__ or error.__context__

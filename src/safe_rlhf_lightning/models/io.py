@@ -14,6 +14,7 @@ from typing import Any
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from ..files import DiskFullError, disk_full
 from .lora import has_lora
 
 log = logging.getLogger(__name__)
@@ -29,9 +30,10 @@ def save_pretrained_atomic(
     A crash between the two renames leaves the previous copy as ``<folder>.old``: the next save
     (a rerun of the stage) puts it back before anything else.
 
-    A model with LoRA adapters is refused: ``merge_lora`` it first, so that the folder holds
-    plain weights that any Hugging Face loader reads. The saved JSON files also carry the fields
-    older readers need (see ``add_legacy_fields``).
+    A full disk removes the temporary folder and raises ``files.DiskFullError`` (the previous
+    folder stays). A model with LoRA adapters is refused: ``merge_lora`` it first, so that the
+    folder holds plain weights that any Hugging Face loader reads. The saved JSON files also
+    carry the fields older readers need (see ``add_legacy_fields``).
     """
     if isinstance(model, nn.Module) and has_lora(model):
         raise ValueError(f"merge_lora the {type(model).__name__} before saving it to {folder}")
@@ -43,11 +45,21 @@ def save_pretrained_atomic(
     for leftover in (tmp, old):
         if leftover.exists():
             shutil.rmtree(leftover)
-    model.save_pretrained(tmp, safe_serialization=True)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(tmp)
-    add_legacy_fields(tmp)
-    _fsync_tree(tmp)
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        add_legacy_fields(tmp)
+        _fsync_tree(tmp)
+    except BaseException as error:
+        written = (
+            sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file()) if tmp.exists() else 0
+        )
+        shutil.rmtree(tmp, ignore_errors=True)
+        if disk_full(error):  # one line for the user, the previous folder untouched
+            free = shutil.disk_usage(folder.parent).free
+            raise DiskFullError(folder, written, free) from None
+        raise
     if folder.exists():
         folder.rename(old)
     tmp.rename(folder)
