@@ -61,7 +61,9 @@ def run_collect(ctx: StageContext) -> dict:
             "stage.labeler=file and label the exported pairs"
         )
     root = Path(data.root) if data.generate_benchmark else None
-    require_model_folder(stage.policy, "stage.policy", "train the previous round first")
+    require_model_folder(
+        stage.policy, "stage.policy", "train the previous round first", kind="policy"
+    )
     annotator = _annotator(root, typed) if stage.labeler == "simulated" else None
     policy = tokenizer = None  # loaded on the first sampling: a labelled-file rerun samples none
 
@@ -160,7 +162,9 @@ def _probe(candidates, sample, annotator, stage: CollectStageConfig, typed, benc
         stats["judge"] = "simulated annotators (noisy safety label)"
     else:
         folder = stage.probe_cost_model
-        require_model_folder(folder, "stage.probe_cost_model", "a cost model (C > 0 = unsafe)")
+        require_model_folder(
+            folder, "stage.probe_cost_model", "a cost model (C > 0 = unsafe)", kind="score"
+        )
         trust = typed.model.trust_remote_code
         cost_model = load_score_model(
             folder, "cost", "stage.probe_cost_model", trust_remote_code=trust

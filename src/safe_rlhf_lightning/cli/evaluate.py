@@ -34,6 +34,7 @@ from ..evaluation import (
 from ..files import write_json_atomic, write_jsonl_atomic, write_text_atomic
 from ..models import load_causal_lm, load_tokenizer
 from .data import uses_benchmark
+from .hub import require_model_folder
 from .models import load_score_model
 from .runner import DataNeed, StageContext
 
@@ -50,6 +51,11 @@ def run_eval(ctx: StageContext) -> dict:
     stage: EvalStageConfig = ctx.stage
     typed, data, run_dir, template = ctx.run, ctx.data, ctx.run_dir, ctx.template
     policies = _policy_folders(stage, typed)
+    for judge in JUDGES:  # checked before any policy is sampled
+        folder = stage.reward_model if judge == "reward" else stage.cost_model
+        if folder is not None:
+            hint = f"train it first (stage={judge}) or set it to null"
+            require_model_folder(folder, f"stage.{judge}_model", hint, "score")
     prompts = held_out_prompts(data.prompt_eval, data.root, typed.seed, stage.eval_limit)
     benchmark = uses_benchmark(data.prompt_eval)
     log.info("evaluating %s on %d held-out prompts", ", ".join(policies), len(prompts))
@@ -112,6 +118,7 @@ def _policy_folders(stage: EvalStageConfig, typed: RunConfig) -> dict[str, str]:
     found = {}
     for name, folder in stage.policy_folders(str(round_dir)).items():
         if (Path(folder) / "config.json").is_file():
+            require_model_folder(folder, f"stage.policies.{name}", "a policy to sample", "policy")
             found[name] = folder
         elif stage.missing_policy == "skip":
             log.warning("skipping policy %s: no model folder at %s", name, folder)
@@ -126,11 +133,6 @@ def _policy_folders(stage: EvalStageConfig, typed: RunConfig) -> dict[str, str]:
 
 
 def _judge_scores(folder, judge, prompts, responses, template, typed) -> dict[str, list[float]]:
-    if not (Path(folder) / "config.json").is_file():
-        raise ConfigError(
-            f"config key 'stage.{judge}_model' must be a score-model folder, got {folder!r}; "
-            f"train it first (stage={judge}) or set it to null"
-        )
     trust = typed.model.trust_remote_code
     model = load_score_model(folder, judge, f"stage.{judge}_model", trust_remote_code=trust)
     tokenizer = load_tokenizer(folder, trust_remote_code=trust)

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 from ..config import ConfigError
+from ..models import is_score_model_folder
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +20,9 @@ MODEL_FOLDER_KEYS = (
     "reward_critic_init", "cost_critic_init", "policy", "probe_cost_model",
 )  # fmt: skip
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# ``model.name_or_path`` names a model to build from, local or on the hub, where ids without an
+# organisation (``gpt2``) are common too.
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
 def resolve_hub_models(stage):
@@ -43,12 +47,20 @@ def resolve_hub_models(stage):
 
 
 def resolve_hub_model(value: str, key: str) -> str:
-    """One model folder or hub id (e.g. ``model.name_or_path``), resolved as above."""
-    return _hub_snapshot(value, key)
+    """``model.name_or_path``: a local folder as it is, a hub id (``gpt2``, ``org/name``)
+    resolved as above; anything else is a ConfigError naming the key."""
+    if Path(value).expanduser().exists():
+        return value
+    if not MODEL_NAME.match(value):
+        raise ConfigError(
+            f"config key '{key}': {value!r} is neither a local folder (nothing is there) nor a "
+            "Hugging Face hub id (name or org/name)"
+        )
+    return _hub_snapshot(value, key, MODEL_NAME)
 
 
-def _hub_snapshot(value: str, key: str) -> str:
-    if Path(value).expanduser().exists() or not HUB_ID.match(value):
+def _hub_snapshot(value: str, key: str, hub_id: re.Pattern = HUB_ID) -> str:
+    if Path(value).expanduser().exists() or not hub_id.match(value):
         return value
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
@@ -68,10 +80,22 @@ def _hub_snapshot(value: str, key: str) -> str:
     return folder
 
 
-def require_model_folder(path: str | None, key: str, hint: str) -> None:
-    """A config key naming a model folder must point at one (a ``config.json`` inside)."""
+def require_model_folder(path: str | None, key: str, hint: str, kind: str | None = None) -> None:
+    """A config key naming a model folder must point at one (a ``config.json`` inside), of the
+    ``kind`` it expects when given: "policy" (a causal LM) or "score" (a reward or cost model,
+    ours or upstream's layout). A policy where a score model is expected, or the reverse, would
+    otherwise load: a causal LM gets a new, untrained score head; a score model a random LM head."""
     if path is None or not (Path(path) / "config.json").is_file():
         raise ConfigError(
             f"config key '{key}' must be a model folder, got {path!r} "
             f"(no config.json there): {hint}"
+        )
+    if kind is None:
+        return
+    score = is_score_model_folder(path)
+    if score != (kind == "score"):
+        found = "a score model (reward, cost or critic)" if score else "a causal LM (a policy)"
+        raise ConfigError(
+            f"config key '{key}' must be a {kind} model folder, got {path!r}, which holds "
+            f"{found}: {hint}"
         )

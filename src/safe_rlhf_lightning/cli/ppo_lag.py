@@ -47,12 +47,16 @@ def run_ppo_lag(ctx: StageContext) -> dict:
         stage.actor_init,
         "stage.actor_init",
         "run the sft stage (round 1) or the previous round first",
+        kind="policy",
     )
     tokenizer = load_tokenizer(stage.actor_init, trust_remote_code=trust)
     actor = load_causal_lm(stage.actor_init, trust_remote_code=trust, dtype=dtype)
     prepare_trained_model(actor, typed.model)  # LoRA, checkpointing; never on frozen models
     require_model_folder(
-        stage.reference_init, "stage.reference_init", "the round's starting policy by default"
+        stage.reference_init,
+        "stage.reference_init",
+        "the round's starting policy by default",
+        kind="policy",
     )
     _require_same_tokens(stage.reference_init, "stage.reference_init", tokenizer, typed)
     reference = load_causal_lm(stage.reference_init, trust_remote_code=trust, dtype=dtype)
@@ -156,7 +160,7 @@ def _deepspeed_clipping(max_grad_norm: float) -> Callable[[pl.Trainer], None]:
 
 def _score_model(path: str, name: str, actor_tokenizer, typed: RunConfig):
     """A frozen R or C, and a re-tokenizer when its tokenizer is not the actor's."""
-    require_model_folder(path, f"stage.{name}_model", f"run the {name} stage first")
+    require_model_folder(path, f"stage.{name}_model", f"run the {name} stage first", kind="score")
     trust = typed.model.trust_remote_code
     model = load_score_model(
         path, name, f"stage.{name}_model", trust_remote_code=trust, dtype=typed.model.dtype

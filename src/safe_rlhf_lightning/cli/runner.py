@@ -119,8 +119,14 @@ def validate_config(cfg: DictConfig) -> RunConfig:
     except MissingMandatoryValue as error:
         raise ConfigError(f"config key '{error.full_key}' is required but not set") from None
     except InterpolationResolutionError as error:  # e.g. a round missing from the rounds table
-        cause = error.__cause__
-        raise ConfigError(str(cause if isinstance(cause, ConfigError) else error)) from None
+        if isinstance(error.__cause__, ConfigError):
+            raise ConfigError(str(error.__cause__)) from None
+        # OmegaConf drops the cause unless OC_CAUSE=1; its first line carries the message.
+        first = str(error).splitlines()[0]
+        raised = "ConfigError raised while resolving interpolation: "
+        if first.startswith(raised):
+            raise ConfigError(first.removeprefix(raised)) from None
+        raise ConfigError(f"config key '{error.full_key}': {first}") from None
     except ValueError as error:  # raised by the schemas' __post_init__, names the key
         raise ConfigError(str(error)) from None
     assert isinstance(typed, RunConfig)
