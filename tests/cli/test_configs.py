@@ -143,3 +143,15 @@ def test_cli_reports_a_typo_without_a_traceback():
     assert result.returncode != 0
     assert "Key 'lrr' not in 'SFTStageConfig'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_describe_prints_each_option_with_its_value_and_its_one_documentation():
+    result = _cli("--describe", "stage=ppo_lag", "stage.kl_coef=0.02")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "# stage: PPOLagStageConfig" in lines and "# model: ModelConfig" in lines
+    at = lines.index("stage.kl_coef = 0.02")  # the override, next to the field's docstring
+    assert lines[at + 1].strip().startswith("β of the per-token KL penalty")
+    inherited = lines.index("stage.lr_warmup_ratio = 0.0")  # PPO's default; the base's doc
+    assert "warming the learning rate up" in lines[inherited + 1]
+    assert "--describe" in _cli("--help").stdout
