@@ -229,12 +229,15 @@ class WandbLoggerConfig:
 
     _target_: str = "pytorch_lightning.loggers.WandbLogger"
     project: str = "safe-rlhf-lightning"
-    name: Optional[str] = "${experiment_name}-round${round}-${stage.name}"
+    name: Optional[str] = None
+    """null: ``<experiment>-round<k>-<stage>``, then the λ schedule (ppo_lag) and each value a
+    multirun sweeps, e.g. ``demo-round1-ppo_lag-fixed-nu0.5-seed1`` (``cli/loggers.py``)."""
     group: Optional[str] = "${wandb_group:${experiment_name},${sweep_name}}"
     """The experiment (all its rounds), or ``<experiment>-<sweep_name>`` for a sweep's runs."""
     job_type: Optional[str] = "${stage.name}"
-    tags: list[str] = "${wandb_tags:${experiment_name},${round},${stage.name},${sweep_name}}"  # type: ignore[assignment]
-    """Experiment, ``round<k>``, stage and the sweep's name when set."""
+    tags: Optional[list[str]] = None
+    """null: experiment, ``round<k>``, stage, ``schedule=<option>`` (ppo_lag), the sweep's name
+    when set and one ``<key>=<value>`` per swept key."""
     save_dir: str = "${run_dir}"
     offline: Optional[bool] = None
     """null: online when a W&B API key is configured (``WANDB_API_KEY`` or ``wandb login``'s
