@@ -202,3 +202,43 @@ def test_ppo_stage_logs_sample_tables_to_wandb(
     assert len(tables) == 2  # one per PPO step
     table = json.loads(tables[0].read_text())
     assert {"prompt", "response"} <= set(table["columns"]) and len(table["data"]) == 2 * 2
+
+
+def test_eval_stage_sends_its_metrics_and_samples_to_wandb(
+    model_folders, tmp_path, benchmark_dir, no_wandb_key, finish_wandb
+):
+    import wandb
+
+    sft = model_folders / "sft"
+    cfg = compose_run_config(
+        [
+            "stage=eval",
+            "logger=wandb",
+            f"experiment_name={EXPERIMENT}",
+            f"stage.policies={{sft:{sft},sft_again:{sft}}}",
+            "stage.eval_limit=4",
+            "stage.eval_max_new_tokens=4",
+            f"stage.reward_model={model_folders / 'reward'}",
+            f"stage.cost_model={model_folders / 'cost'}",
+        ],
+        tmp_path,
+        benchmark_dir,
+    )
+    results = run_stage(cfg)
+    run = wandb.run
+    assert run is not None and run.name == f"{EXPERIMENT}-round1-eval" and run.job_type == "eval"
+    summary = dict(run.summary)
+    for policy in ("sft", "sft_again"):
+        for metric in ("harmful_ratio", "helpfulness"):
+            expected = results["metrics"][policy][metric]
+            assert summary[f"metrics/{policy}/{metric}"] == pytest.approx(expected)
+    wandb.finish()
+    (folder,) = (tmp_path / "run" / "wandb").glob("offline-run-*")
+    for policy in ("sft", "sft_again"):
+        (table_file,) = folder.glob(f"files/media/table/samples/{policy}_[0-9]*.table.json")
+        table = json.loads(table_file.read_text())
+        samples = (tmp_path / "run" / f"samples_{policy}.jsonl").read_text().splitlines()
+        assert {"prompt", "response"} <= set(table["columns"])
+        assert [row[table["columns"].index("response")] for row in table["data"]] == [
+            json.loads(line)["response"] for line in samples
+        ]
