@@ -202,7 +202,8 @@ class TrainerConfig:
     limit_val_batches: Optional[float] = None
     num_sanity_val_steps: int = 0
     enable_progress_bar: bool = True
-    enable_model_summary: bool = True
+    enable_model_summary: bool = "${verbose}"  # type: ignore[assignment]
+    """Lightning's table of each model's layers at the start of fit: with ``verbose`` only."""
     deterministic: Any = False
 
     def __post_init__(self) -> None:
@@ -301,6 +302,9 @@ class RunConfig:
     """Round of the experiment: round 1 starts from the SFT policy, round k from round k-1's
     PPO-Lagrangian policy, with the data collected in rounds 2..k added to R's and C's."""
     seed: int = 42
+    verbose: bool = False
+    """Also print what is mostly noise on a first run: Lightning's model summary tables
+    (``trainer.enable_model_summary`` follows it)."""
     sweep_name: Optional[str] = None
     """Name of the sweep this run belongs to (the sweep make targets set it): its runs share a
     W&B group and tag."""
