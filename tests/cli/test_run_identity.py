@@ -126,3 +126,50 @@ def _forget_hydra_job():
     from hydra.core.hydra_config import HydraConfig
 
     HydraConfig.instance().cfg = None
+
+
+@pytest.mark.parametrize(
+    ("preset", "folders"),
+    [
+        ("sweep_nu", ["nu_0.01", "nu_0.5", "nu_1.0", "nu_2.0", "nu_5.0", "nu_10.0", "nu_100.0"]),
+        ("sweep_lambda", ["learned", "pid", "none"]),
+        ("sweep_cost_limit", ["d_-1.5", "d_-2.0", "d_-2.5", "d_-3.0"]),
+        ("sweep_seeds", ["seed_1", "seed_2", "seed_3"]),
+    ],
+)
+def test_each_sweep_preset_is_one_multirun_with_a_run_per_value(
+    preset, folders, tmp_path, monkeypatch
+):
+    register_configs()
+    jobs: list[tuple[str, str, str]] = []
+
+    @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
+    def task(cfg: DictConfig) -> None:
+        from hydra.core.hydra_config import HydraConfig
+
+        name = wandb_run_name(cfg.experiment_name, cfg.round, cfg.stage.name, launch_of(cfg))
+        jobs.append((cfg.stage.name, HydraConfig.get().runtime.output_dir, name))
+
+    argv = ["safe-rlhf-train", "-m", f"+experiment={preset}", f"paths.runs_dir={tmp_path}"]
+    monkeypatch.setattr(sys, "argv", [*argv, "experiment_name=demo"])
+    task()
+
+    sweep_name = preset.removeprefix("sweep_").replace("_", "-")
+    sweep_dir = tmp_path / "demo" / "sweeps" / sweep_name
+    assert [stage for stage, _, _ in jobs] == ["ppo_lag"] * len(folders)
+    assert [output for _, output, _ in jobs] == [str(sweep_dir / f) for f in folders]
+    assert len({name for _, _, name in jobs}) == len(folders)  # one distinct W&B run per value
+
+
+def test_a_grid_on_the_command_line_replaces_the_presets(tmp_path, monkeypatch):
+    register_configs()
+    values: list[float] = []
+
+    @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
+    def task(cfg: DictConfig) -> None:
+        values.append(cfg.lambda_schedule.nu)
+
+    argv = ["safe-rlhf-train", "-m", "+experiment=sweep_nu", "lambda_schedule.nu=0.5,2"]
+    monkeypatch.setattr(sys, "argv", [*argv, f"paths.runs_dir={tmp_path}"])
+    task()
+    assert values == [0.5, 2.0]
