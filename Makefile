@@ -163,12 +163,14 @@ $(ROUNDS_REPORT)/results.json: $(ROUND1)/eval/results.json $(call round_dir,2)/p
 # (`safe-rlhf-train -m +experiment=sweep_<name>` is the whole sweep; each preset holds its grid
 # and names its run folders by the swept value under runs/<experiment>/sweeps/<name>/, so a rerun
 # resumes), then a summary against round 1's Safe RLHF policy and SFT. NU_GRID, COST_LIMITS and
-# SEEDS replace a preset's grid (e.g. NU_GRID=0.5,2); SWEEP_ARGS adds overrides to its runs.
+# SEEDS replace a preset's grid (e.g. NU_GRID=0.5,2); SWEEP_ARGS adds overrides to its runs. With
+# logger=*wandb* in ARGS or SWEEP_ARGS the summary also goes to W&B as a table, in the sweep's group.
 SWEEP = $(RUNS)/$(EXPERIMENT)/sweeps/$(1)
 define SWEEP_RULE
 sweep-$(1): $(ROUND1)/reward/model/config.json $(ROUND1)/cost/model/config.json $(call ppo_dir,learned)/model/config.json
 	$(MULTIRUN) +experiment=sweep_$(subst -,_,$(1)) $(2) $$(SWEEP_ARGS)
-	$(BIN)/safe-rlhf-summary $(call SWEEP,$(1)) $(3) --reference $(ROUND1)/sft --output $(call SWEEP,$(1))
+	$(BIN)/safe-rlhf-summary $(call SWEEP,$(1)) $(3) --reference $(ROUND1)/sft --output $(call SWEEP,$(1)) \
+		$(if $(findstring wandb,$(ARGS) $(SWEEP_ARGS)),--wandb-group $(EXPERIMENT)-$(1))
 endef
 # Arguments: name, the grid from make (when set), runs added to the summary.
 $(eval $(call SWEEP_RULE,nu,$$(if $$(NU_GRID),lambda_schedule.nu=$$(NU_GRID)),$(call ppo_dir,learned)))

@@ -237,10 +237,10 @@ def report_results(
         for name, rows in (tables or {}).items():
             if rows:
                 columns = list(dict.fromkeys(key for row in rows for key in row))
-                data = [[_cell(row.get(column)) for column in columns] for row in rows]
+                data = [[table_cell(row.get(column)) for column in columns] for row in rows]
                 logger.log_table(key=name, columns=columns, data=data)
 
 
-def _cell(value: Any) -> Any:
+def table_cell(value: Any) -> Any:
     """A table cell W&B can type: scalars as they are, anything else as its JSON-ish text."""
     return value if value is None or isinstance(value, bool | int | float | str) else str(value)
