@@ -6,6 +6,7 @@
 #   make rounds   rounds 1-3 (round k: pairs from round k-1's policy, R | C, PPO-Lag) and a report
 #   make round1 | round2 | round3   one round (and what it needs)
 #   make sweep-nu | sweep-lambda | sweep-cost-limit | sweep-seeds   round 1's PPO multirun + summary
+#   make wandb-sync   upload the experiment's offline W&B runs (needs a W&B API key)
 #   make test   create .venv, install, run the whole test suite (make test-fast: without slow tests)
 #   make lint   ruff check and format check (make format fixes)
 #   make bench-ppo   our PPO-Lagrangian step against TRL's PPOTrainer, side by side (benchmarks/)
@@ -177,6 +178,14 @@ $(eval $(call SWEEP_RULE,nu,$$(if $$(NU_GRID),lambda_schedule.nu=$$(NU_GRID)),$(
 $(eval $(call SWEEP_RULE,lambda,,))
 $(eval $(call SWEEP_RULE,cost-limit,$$(if $$(COST_LIMITS),cost_threshold.cost_limit=$$(COST_LIMITS)),))
 $(eval $(call SWEEP_RULE,seeds,$$(if $$(SEEDS),seed=$$(SEEDS)),$(call ppo_dir,learned)))
+
+# Upload the offline W&B runs of $(EXPERIMENT) (every stage, round, sweep and sweep summary run
+# with logger=wandb) once a key is set up (`wandb login` or WANDB_API_KEY); runs already uploaded
+# are skipped. WANDB_SYNC_ARGS adds options of `wandb sync`, e.g. --dry-run or --project.
+.PHONY: wandb-sync
+wandb-sync: $(INSTALL_STAMP)
+	find $(RUNS)/$(EXPERIMENT) -type d -name 'offline-run-*' -print0 | sort -z \
+		| xargs -0 -r $(BIN)/wandb sync --yes $(WANDB_SYNC_ARGS)
 
 .PHONY: force
 force:
