@@ -168,7 +168,9 @@ def run_stage(cfg: DictConfig) -> dict:
         pl.seed_everything(typed.seed, workers=True, verbose=False)
         write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         log.info("stage %s → %s", typed.stage.name, run_dir)
-        return stage.run(StageContext(cfg, typed, run_dir))
+        results = stage.run(StageContext(cfg, typed, run_dir))
+        log.info("stage %s done: %s", typed.stage.name, run_dir)
+        return results
 
 
 def check_data(needs: list[DataNeed], typed: RunConfig) -> None:
