@@ -24,6 +24,7 @@ from safe_rlhf_lightning.cli.loggers import (
 )
 from safe_rlhf_lightning.cli.schema import register_configs
 from safe_rlhf_lightning.cli.train import CONF_DIR
+from tests.conftest import compose_run_config
 
 
 def test_the_schedule_and_each_swept_value_make_the_name_unique():
@@ -34,9 +35,9 @@ def test_the_schedule_and_each_swept_value_make_the_name_unique():
     swept = Launch(swept={"lambda_schedule.nu": "0.5", "seed": "1"}, schedule="fixed")
     assert wandb_run_name("demo", 1, "ppo_lag", swept) == "demo-round1-ppo_lag-fixed-nu0.5-seed1"
     # A swept group is named by its option, once; a negative value reads after its key.
-    group = Launch(swept={"lambda_schedule": "pid", "cost_threshold.cost_limit": "-2.0"})
-    group = Launch(group.overrides, group.swept, schedule="pid")
-    assert wandb_run_name("x", 1, "ppo_lag", group) == "x-round1-ppo_lag-pid-cost_limit-2.0"
+    swept = {"lambda_schedule": "pid", "cost_threshold.cost_limit": "-2.0", "model": "tiny"}
+    group = Launch([], swept, "pid", frozenset({"lambda_schedule", "model", "stage"}))
+    assert wandb_run_name("x", 1, "ppo_lag", group) == "x-round1-ppo_lag-pid-cost_limit-2.0-tiny"
 
 
 def test_tags_name_round_stage_schedule_sweep_and_each_swept_key():
@@ -173,3 +174,9 @@ def test_a_grid_on_the_command_line_replaces_the_presets(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", [*argv, f"paths.runs_dir={tmp_path}"])
     task()
     assert values == [0.5, 2.0]
+
+
+@pytest.mark.parametrize("option", ["learned", "pid", "fixed", "none"])
+def test_outside_a_hydra_job_the_schedule_is_named_as_its_option(option, tmp_path):
+    launch = launch_of(compose_run_config([f"lambda_schedule={option}"], tmp_path))
+    assert launch == Launch(schedule=option)

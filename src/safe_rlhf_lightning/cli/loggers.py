@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytorch_lightning as pl
+from hydra.errors import OverrideParseException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -60,6 +61,8 @@ class Launch:
     """Key → this job's value, for each key a multirun sweeps (empty for a single run)."""
     schedule: str | None = None
     """The ``lambda_schedule`` option chosen (``learned``, ``pid``, ``fixed``, ``none``)."""
+    groups: frozenset[str] = frozenset()
+    """The config groups' names (a swept group is named by its option alone)."""
 
 
 def launch_of(cfg: DictConfig) -> Launch:
@@ -70,16 +73,19 @@ def launch_of(cfg: DictConfig) -> Launch:
 
     target = OmegaConf.select(cfg, "lambda_schedule._target_")
     schedule = target.rsplit(".", 1)[-1].removesuffix("Lambda").lower() if target else None
+    schedule = "none" if schedule == "no" else schedule  # NoLambda is the option ``none``
     if not HydraConfig.initialized():
         return Launch(schedule=schedule)
     hydra_cfg = HydraConfig.get()
     overrides = list(hydra_cfg.overrides.task)
     schedule = hydra_cfg.runtime.choices.get("lambda_schedule", schedule)
+    groups = frozenset(hydra_cfg.runtime.choices)
     if hydra_cfg.mode != RunMode.MULTIRUN:
-        return Launch(overrides, {}, schedule)
+        return Launch(overrides, {}, schedule, groups)
     params = hydra_cfg.sweeper.get("params") or {}
     keys = swept_keys([*sys.argv[1:], *(f"{k}={v}" for k, v in params.items())])
-    return Launch(overrides, {k: v for k, v in override_values(overrides) if k in keys}, schedule)
+    swept = {k: v for k, v in override_values(overrides) if k in keys}
+    return Launch(overrides, swept, schedule, groups)
 
 
 def override_values(overrides: list[str]) -> list[tuple[str, str]]:
@@ -90,7 +96,7 @@ def override_values(overrides: list[str]) -> list[tuple[str, str]]:
     for text in overrides:
         try:
             (override,) = parser.parse_overrides([text])
-        except Exception:  # a flag's value (``-cn train``), not an override
+        except OverrideParseException:  # a flag's value (``-cn train``), not an override
             continue
         pairs.append((override.key_or_group, override.get_value_element_as_str()))
     return pairs
@@ -104,7 +110,7 @@ def swept_keys(arguments: list[str]) -> set[str]:
     for text in arguments:
         try:
             (override,) = parser.parse_overrides([text])
-        except Exception:
+        except OverrideParseException:
             continue
         if override.is_sweep_override():
             keys.add(override.key_or_group)
@@ -119,7 +125,7 @@ def wandb_run_name(experiment: str, round_number: int, stage: str, launch: Launc
     if stage == "ppo_lag" and launch.schedule:
         parts.append(launch.schedule)
     for key, value in launch.swept.items():
-        part = value if "." not in key and value == launch.schedule else key.split(".")[-1] + value
+        part = value if key in launch.groups else key.split(".")[-1] + value
         if part not in parts:
             parts.append(part)
     return "-".join(parts)
