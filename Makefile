@@ -6,6 +6,7 @@
 #   make rounds   rounds 1-3 (round k: pairs from round k-1's policy, R | C, PPO-Lag) and a report
 #   make round1 | round2 | round3   one round (and what it needs)
 #   make sweep-nu | sweep-lambda | sweep-cost-limit | sweep-seeds   round 1's PPO multirun + summary
+#   make wandb-sync   upload the experiment's offline W&B runs (needs a W&B API key)
 #   make test   create .venv, install, run the whole test suite (make test-fast: without slow tests)
 #   make lint   ruff check and format check (make format fixes)
 #   make bench-ppo   our PPO-Lagrangian step against TRL's PPOTrainer, side by side (benchmarks/)
@@ -159,24 +160,32 @@ $(ROUNDS_REPORT)/results.json: $(ROUND1)/eval/results.json $(call round_dir,2)/p
 	$(BIN)/safe-rlhf-summary $(foreach k,1 2 3,$(call round_dir,$(k))/ppo_lag) \
 		--reference $(ROUND1)/sft --output $(ROUNDS_REPORT) > /dev/null
 
-# Sweeps of round 1's PPO stage, one Hydra multirun each (runs one after another, folders named
-# by the swept value under runs/<experiment>/sweeps/<name>/, so a rerun resumes), then a summary
-# against round 1's Safe RLHF policy and SFT. SWEEP_ARGS adds overrides to the sweep's runs.
-NU_GRID ?= 0.01,0.5,1,2,5,10,100
-COST_LIMITS ?= -1.5,-2.0,-2.5,-3.0
-SEEDS ?= 1,2,3
+# Sweeps of round 1's PPO stage, one Hydra multirun each: the presets in conf/experiment/
+# (`safe-rlhf-train -m +experiment=sweep_<name>` is the whole sweep; each preset holds its grid
+# and names its run folders by the swept value under runs/<experiment>/sweeps/<name>/, so a rerun
+# resumes), then a summary against round 1's Safe RLHF policy and SFT. NU_GRID, COST_LIMITS and
+# SEEDS replace a preset's grid (e.g. NU_GRID=0.5,2); SWEEP_ARGS adds overrides to its runs. With
+# logger=*wandb* in ARGS or SWEEP_ARGS the summary also goes to W&B as a table, in the sweep's group.
 SWEEP = $(RUNS)/$(EXPERIMENT)/sweeps/$(1)
 define SWEEP_RULE
 sweep-$(1): $(ROUND1)/reward/model/config.json $(ROUND1)/cost/model/config.json $(call ppo_dir,learned)/model/config.json
-	$(MULTIRUN) stage=ppo_lag sweep_name=$(1) hydra.sweep.dir=$(call SWEEP,$(1)) \
-		'hydra.sweep.subdir=$(3)' $(2) $$(SWEEP_ARGS)
-	$(BIN)/safe-rlhf-summary $(call SWEEP,$(1)) $(4) --reference $(ROUND1)/sft --output $(call SWEEP,$(1))
+	$(MULTIRUN) +experiment=sweep_$(subst -,_,$(1)) $(2) $$(SWEEP_ARGS)
+	$(BIN)/safe-rlhf-summary $(call SWEEP,$(1)) $(3) --reference $(ROUND1)/sft --output $(call SWEEP,$(1)) \
+		$(if $(findstring wandb,$(ARGS) $(SWEEP_ARGS)),--wandb-group $(EXPERIMENT)-$(1))
 endef
-# Arguments: name, swept overrides, run folder name (by the swept value), runs added to the summary.
-$(eval $(call SWEEP_RULE,nu,lambda_schedule=fixed lambda_schedule.nu=$$(NU_GRID),nu_$$$${lambda_schedule.nu},$(call ppo_dir,learned)))
-$(eval $(call SWEEP_RULE,lambda,lambda_schedule=learned$(,)pid$(,)none,$$$${hydra.runtime.choices.lambda_schedule},))
-$(eval $(call SWEEP_RULE,cost-limit,cost_threshold.cost_limit=$$(COST_LIMITS),d_$$$${cost_threshold.cost_limit},))
-$(eval $(call SWEEP_RULE,seeds,seed=$$(SEEDS),seed_$$$${seed},$(call ppo_dir,learned)))
+# Arguments: name, the grid from make (when set), runs added to the summary.
+$(eval $(call SWEEP_RULE,nu,$$(if $$(NU_GRID),lambda_schedule.nu=$$(NU_GRID)),$(call ppo_dir,learned)))
+$(eval $(call SWEEP_RULE,lambda,,))
+$(eval $(call SWEEP_RULE,cost-limit,$$(if $$(COST_LIMITS),cost_threshold.cost_limit=$$(COST_LIMITS)),))
+$(eval $(call SWEEP_RULE,seeds,$$(if $$(SEEDS),seed=$$(SEEDS)),$(call ppo_dir,learned)))
+
+# Upload the offline W&B runs of $(EXPERIMENT) (every stage, round, sweep and sweep summary run
+# with logger=wandb) once a key is set up (`wandb login` or WANDB_API_KEY); runs already uploaded
+# are skipped. WANDB_SYNC_ARGS adds options of `wandb sync`, e.g. --dry-run or --project.
+.PHONY: wandb-sync
+wandb-sync: $(INSTALL_STAMP)
+	find $(RUNS)/$(EXPERIMENT) -type d -name 'offline-run-*' -print0 | sort -z \
+		| xargs -0 -r $(BIN)/wandb sync --yes $(WANDB_SYNC_ARGS)
 
 .PHONY: force
 force:

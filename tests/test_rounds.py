@@ -14,7 +14,6 @@ from safe_rlhf_lightning.config.resolvers import (
     round_setting,
     start_policy,
     wandb_group,
-    wandb_tags,
 )
 from safe_rlhf_lightning.data import RecordError
 from safe_rlhf_lightning.rounds import (
@@ -57,11 +56,9 @@ def test_each_round_starts_from_the_previous_rounds_policy_and_adds_its_data():
     ]
 
 
-def test_wandb_group_and_tags_tie_a_sweeps_runs_together():
+def test_wandb_group_ties_a_sweeps_runs_together():
     assert wandb_group("demo", None) == "demo"
     assert wandb_group("demo", "nu") == "demo-nu"
-    assert wandb_tags("demo", 2, "ppo_lag", None) == ["demo", "round2", "ppo_lag"]
-    assert wandb_tags("demo", 1, "ppo_lag", "nu") == ["demo", "round1", "ppo_lag", "nu"]
 
 
 @pytest.mark.parametrize(("share", "weight"), [(0.1, 4.0), (0.3, 1.0), (0.5, 9.0)])

@@ -1,11 +1,12 @@
 """The ``logger`` group: every option builds; real stage runs write wandb (offline) and TensorBoard
-files holding the run's config; wandb goes online only when an API key is configured."""
+files holding the run's config; wandb goes online only when an API key is configured. A wandb run
+is read through wandb's own ``Run`` (name, group, tags, config, summary): in offline mode wandb
+0.31 writes neither ``wandb-summary.json`` nor ``config.yaml``, only its binary transaction log."""
 
 from __future__ import annotations
 
+import hashlib
 import json
-import struct
-import time
 from pathlib import Path
 
 import pytest
@@ -98,8 +99,7 @@ def test_every_logger_option_builds_its_loggers(option, tmp_path, no_wandb_key, 
     if "wandb" in names:
         wandb_cfg = cfg.logger.wandb
         assert wandb_cfg.group == EXPERIMENT and wandb_cfg.job_type == "sft"
-        assert wandb_cfg.name == f"{EXPERIMENT}-round1-sft"
-        assert list(wandb_cfg.tags) == [EXPERIMENT, "round1", "sft"]
+        assert hparams["launch"]["data_manifest_sha256"] is None  # no benchmark written here
 
 
 # -- real stage runs -------------------------------------------------------------------------------
@@ -120,72 +120,39 @@ def stage_config(tmp_path, benchmark_dir, *overrides: str):
     )
 
 
-def wandb_records(path: Path) -> list:
-    """The records of a ``run-<id>.wandb`` file (LevelDB log format: 32 KiB blocks of chunks, each
-    with a 7-byte header: CRC-32, length, type; type 1 = a whole record, 4 = a record's last part).
-    """
-    from wandb.proto import wandb_internal_pb2
-
-    data = path.read_bytes()
-    assert data[:4] == b":W&B"
-    block, position, pending, records = 32768, 7, b"", []
-    while position + 7 <= len(data):
-        if block - position % block < 7:  # a block's tail too short for a header is padding
-            position += block - position % block
-            continue
-        _, length, kind = struct.unpack("<IHB", data[position : position + 7])
-        pending += data[position + 7 : position + 7 + length]
-        position += 7 + length
-        if kind in (1, 4):
-            record = wandb_internal_pb2.Record()
-            record.ParseFromString(pending)
-            records.append(record)
-            pending = b""
-    return records
-
-
-def test_sft_stage_writes_an_offline_wandb_run_with_its_config(
+def test_sft_stage_writes_an_offline_wandb_run_with_its_config_and_results(
     tmp_path, benchmark_dir, no_wandb_key, finish_wandb, caplog
 ):
     import wandb
 
     cfg = stage_config(tmp_path, benchmark_dir, "logger=wandb")
     with caplog.at_level("INFO"):
-        run_stage(cfg)
-    wandb.finish()  # what the end of the process does in the CLI: flushes the run's files
+        results = run_stage(cfg)
     assert "wandb offline (no W&B API key configured)" in caplog.messages
+    assert f"stage sft done: {tmp_path / 'run'}" in caplog.messages  # the console's end line
 
-    (run,) = (tmp_path / "run" / "wandb").glob("offline-run-*")
-    (run_file,) = run.glob("run-*.wandb")
-    assert (run / "files" / "requirements.txt").exists() and (run / "logs" / "debug.log").exists()
-    # wandb's service writes the file asynchronously: on a busy machine the records may still be
-    # arriving when finish() returns. Wait for the run's header record (up to 60 s), then read.
-    deadline = time.monotonic() + 60
-    while True:
-        records = wandb_records(run_file)
-        headers = [r.run for r in records if r.WhichOneof("record_type") == "run"]
-        if headers or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    (header,) = headers
-    assert header.run_group == EXPERIMENT and header.job_type == "sft"
-    assert header.display_name == f"{EXPERIMENT}-round2-sft"
-    assert list(header.tags) == [EXPERIMENT, "round2", "sft"]
-    config = {
-        item.key: json.loads(item.value_json)
-        for r in records
-        if r.WhichOneof("record_type") == "config"
-        for item in r.config.update
-    }
+    run = wandb.run  # the stage's run stays open until the process (or the next stage) ends it
+    assert run is not None and run.offline
+    assert run.group == EXPERIMENT and run.job_type == "sft"
+    assert run.name == f"{EXPERIMENT}-round2-sft"
+    assert list(run.tags) == [EXPERIMENT, "round2", "sft"]
+    config = dict(run.config)
     assert config["experiment_name"] == EXPERIMENT and config["round"] == 2
     assert config["run_dir"] == str(tmp_path / "run")  # resolved, not "${hydra:...}"
-    logged = {
-        item.key or "/".join(item.nested_key)
-        for r in records
-        if r.WhichOneof("record_type") == "history"
-        for item in r.history.item
-    }
-    assert {"train/loss", "val/loss", "init/helpfulness", "test/helpfulness"} <= logged
+    launch = config["launch"]
+    manifest = (benchmark_dir / "manifest.json").read_bytes()
+    assert launch["data_manifest_sha256"] == hashlib.sha256(manifest).hexdigest()
+    assert launch["swept"] == {}  # a single run sweeps nothing
+    assert launch["git_commit"] is None or len(launch["git_commit"]) == 40
+    summary = dict(run.summary)
+    # The metrics logged during the run, and results.json flattened (what the runs table sorts by)
+    assert {"train/loss", "val/loss", "init/helpfulness", "test/helpfulness"} <= set(summary)
+    assert summary["test/harmful_ratio"] == pytest.approx(results["test"]["harmful_ratio"])
+    assert summary["init/helpfulness"] == pytest.approx(results["init"]["helpfulness"])
+
+    wandb.finish()  # what the end of the process does in the CLI: flushes the run's files
+    (folder,) = (tmp_path / "run" / "wandb").glob("offline-run-*")
+    assert list(folder.glob("run-*.wandb")) and (folder / "logs" / "debug.log").exists()
 
 
 def test_sft_stage_writes_tensorboard_events(tmp_path, benchmark_dir):
@@ -236,3 +203,43 @@ def test_ppo_stage_logs_sample_tables_to_wandb(
     assert len(tables) == 2  # one per PPO step
     table = json.loads(tables[0].read_text())
     assert {"prompt", "response"} <= set(table["columns"]) and len(table["data"]) == 2 * 2
+
+
+def test_eval_stage_sends_its_metrics_and_samples_to_wandb(
+    model_folders, tmp_path, benchmark_dir, no_wandb_key, finish_wandb
+):
+    import wandb
+
+    sft = model_folders / "sft"
+    cfg = compose_run_config(
+        [
+            "stage=eval",
+            "logger=wandb",
+            f"experiment_name={EXPERIMENT}",
+            f"stage.policies={{sft:{sft},sft_again:{sft}}}",
+            "stage.eval_limit=4",
+            "stage.eval_max_new_tokens=4",
+            f"stage.reward_model={model_folders / 'reward'}",
+            f"stage.cost_model={model_folders / 'cost'}",
+        ],
+        tmp_path,
+        benchmark_dir,
+    )
+    results = run_stage(cfg)
+    run = wandb.run
+    assert run is not None and run.name == f"{EXPERIMENT}-round1-eval" and run.job_type == "eval"
+    summary = dict(run.summary)
+    for policy in ("sft", "sft_again"):
+        for metric in ("harmful_ratio", "helpfulness"):
+            expected = results["metrics"][policy][metric]
+            assert summary[f"metrics/{policy}/{metric}"] == pytest.approx(expected)
+    wandb.finish()
+    (folder,) = (tmp_path / "run" / "wandb").glob("offline-run-*")
+    for policy in ("sft", "sft_again"):
+        (table_file,) = folder.glob(f"files/media/table/samples/{policy}_[0-9]*.table.json")
+        table = json.loads(table_file.read_text())
+        samples = (tmp_path / "run" / f"samples_{policy}.jsonl").read_text().splitlines()
+        assert {"prompt", "response"} <= set(table["columns"])
+        assert [row[table["columns"].index("response")] for row in table["data"]] == [
+            json.loads(line)["response"] for line in samples
+        ]

@@ -40,3 +40,37 @@ def test_bad_paths_exit_2_with_one_line(tmp_path, capsys):
     assert main([str(tmp_path / "empty"), "--output", str(tmp_path / "out")]) == 2
     assert "empty: holds no run folder" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_summary_goes_to_wandb_as_a_table_in_the_sweeps_group(tmp_path, monkeypatch, capsys):
+    import json
+
+    import wandb
+
+    # No W&B key, as on a fresh machine: the summary's run is offline, wandb's folders in tmp_path.
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    for name in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
+        monkeypatch.setenv(name, str(tmp_path / name.lower()))
+    seen = {}
+    original_init = wandb.init
+
+    def init(**options):  # wandb's own run, kept for the checks below
+        seen["run"] = original_init(**options)
+        return seen["run"]
+
+    monkeypatch.setattr(wandb, "init", init)
+    write_run(tmp_path / "sweep" / "0", SAFE_RLHF)
+    write_run(tmp_path / "sweep" / "1", NU_1, **fixed(1.0))
+    assert main([str(tmp_path / "sweep"), "--wandb-group", "demo-nu"]) == 0
+    assert "written to" in capsys.readouterr().out
+
+    run = seen["run"]
+    assert (run.name, run.group, run.job_type) == ("demo-nu-summary", "demo-nu", "summary")
+    (folder,) = (tmp_path / "sweep" / "wandb").glob("offline-run-*")
+    (table_file,) = folder.glob("files/media/table/sweep_summary_*.table.json")
+    table = json.loads(table_file.read_text())
+    rows = json.loads((tmp_path / "sweep" / "summary.json").read_text())["rows"]
+    assert len(table["data"]) == len(rows) == 2
+    assert set(table["columns"]) == {key for row in rows for key in row}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 
 OFFLINE_DEFAULTS = {
     # Hub look-ups retry for up to a minute without these; a user with network access can set
@@ -30,3 +31,27 @@ class BelowLevel(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return record.levelno < self.level
+
+
+CONSOLE_NOISE = (
+    # Lightning's advertisement for its own cloud logger, once per Trainer.
+    r"💡 Tip: .*litlogger",
+    # Lightning's device summary, once per Trainer: the trainer group says what runs where.
+    r"(GPU|TPU|HPU) available: ",
+    # Lightning 2.6 calls torch's deprecated LeafSpec check itself, once per fit: nothing a
+    # user of this project can change (pytorch_lightning/utilities/_pytree.py).
+    r"isinstance\(treespec, LeafSpec\)` is deprecated",
+)
+"""Third-party lines kept off the console (each still reaches ``train.log``): patterns searched
+in a record's message, warnings included once ``logging.captureWarnings`` routes them to
+logging."""
+
+
+class QuietConsole(logging.Filter):
+    """Drops the records matching :data:`CONSOLE_NOISE` (the console handler only, so that the
+    run's ``train.log`` keeps every line)."""
+
+    PATTERN = re.compile("|".join(CONSOLE_NOISE))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not self.PATTERN.search(record.getMessage())

@@ -35,6 +35,7 @@ from ..files import write_json_atomic, write_jsonl_atomic, write_text_atomic
 from ..models import load_causal_lm, load_tokenizer
 from .data import uses_benchmark
 from .hub import require_model_folder
+from .loggers import build_loggers, report_results
 from .models import load_score_model
 from .runner import DataNeed, StageContext
 
@@ -71,6 +72,9 @@ def run_eval(ctx: StageContext) -> dict:
     results["plots"] = _plots(policies, metrics, rows, benchmark, typed, run_dir)
     write_json_atomic(run_dir / "results.json", results, sort_keys=False)  # policies in order
     _write_report(run_dir, results, benchmark)
+    if ctx.cfg.logger.get("wandb") is not None:  # no trainer here: the run is opened for this
+        tables = {f"samples/{name}": rows[name] for name in policies}
+        report_results(build_loggers(ctx.cfg), results, tables)
     return results
 
 

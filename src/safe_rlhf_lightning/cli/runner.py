@@ -3,8 +3,9 @@
 ``run_stage``: typed config → checks that need no model (devices, hub ids, every data source) →
 one writer per run folder → the stage's runner. ``fit_and_report``: the part every training
 stage shares (trainer and loggers, the oracle evaluation of a policy before and after, fit,
-LoRA merged and folders saved by rank 0, results). A stage is a module, a schema and a small
-runner that builds a :class:`TrainingJob` (or, when nothing is trained, does its own work).
+LoRA merged and folders saved by rank 0, results, also in each W&B run's summary). A stage is
+a module, a schema and a small runner that builds a :class:`TrainingJob` (or, when nothing is
+trained, does its own work).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from ..files import write_json_atomic, write_jsonl_atomic, write_text_atomic
 from ..models import merge_lora
 from .data import ensure_benchmark, require_datasets, uses_benchmark
 from .hub import resolve_hub_model, resolve_hub_models
-from .loggers import build_loggers, log_metrics
+from .loggers import build_loggers, log_metrics, report_results
 from .schedules import build_schedule
 from .trainer import build_trainer, checkpointing, require_devices
 
@@ -173,7 +174,9 @@ def run_stage(cfg: DictConfig) -> dict:
         pl.seed_everything(typed.seed, workers=True, verbose=False)
         write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         log.info("stage %s → %s", typed.stage.name, run_dir)
-        return stage.run(StageContext(cfg, typed, run_dir))
+        results = stage.run(StageContext(cfg, typed, run_dir))
+        log.info("stage %s done: %s", typed.stage.name, run_dir)
+        return results
 
 
 def check_data(needs: list[DataNeed], typed: RunConfig) -> None:
@@ -282,6 +285,7 @@ def fit_and_report(ctx: StageContext, job: TrainingJob) -> dict:
         write_jsonl_atomic(ctx.run_dir / "samples.jsonl", rows)
     if job.report is not None:
         job.report(trainer, results)
+    report_results(trainer.loggers, results)
     write_json_atomic(ctx.run_dir / "results.json", results)
     return results
 

@@ -49,6 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="where to write the summary (default: the first path if it is a sweep folder, "
         "else ./summary)",
     )
+    parser.add_argument(
+        "--wandb-group",
+        default=None,
+        metavar="GROUP",
+        help="also log the summary as a W&B table, in a run of its own (job type summary) in this "
+        "group: the sweep's runs' group, <experiment>-<sweep_name>; offline unless a W&B API key "
+        "is configured, files under the output folder",
+    )
     return parser
 
 
@@ -63,11 +71,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SummaryError as error:
         sys.stderr.write(f"{PROG}: error: {error}\n")
         return 2
+    if args.wandb_group:
+        log_summary_table(result, args.wandb_group, output)
     sys.stdout.write(result["markdown"])
     sys.stdout.write(
         f"\nwritten to {output}/ (summary.md, summary.csv, summary.json, tradeoff.png)\n"
     )
     return 0
+
+
+def log_summary_table(result: dict, group: str, output: Path) -> None:
+    """The summary's rows as the W&B table ``sweep_summary`` of a run ``<group>-summary``, its
+    verdict in the run's summary. The sweep's own runs are finished: this is a run of its own."""
+    import wandb
+
+    from .loggers import choose_wandb_offline, table_cell
+
+    offline, _ = choose_wandb_offline(None)
+    output.mkdir(parents=True, exist_ok=True)
+    run = wandb.init(
+        project="safe-rlhf-lightning",
+        name=f"{group}-summary",
+        group=group,
+        job_type="summary",
+        tags=["summary"],
+        dir=str(output),
+        mode="offline" if offline else "online",
+    )
+    rows = result["rows"]
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    table = wandb.Table(
+        columns=columns, data=[[table_cell(r.get(c)) for c in columns] for r in rows]
+    )
+    run.log({"sweep_summary": table})
+    run.summary["verdict"] = result["verdict"]
+    run.finish()
 
 
 if __name__ == "__main__":

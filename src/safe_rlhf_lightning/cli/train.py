@@ -68,6 +68,9 @@ def run(cfg: DictConfig) -> dict:
     from ..stages import NonFiniteError
     from .runner import discard_refused_run_folder, run_stage
 
+    # Warnings become log records: in train.log with everything else, and filtered off the
+    # console like the other known third-party noise (conf/hydra/job_logging/stage.yaml).
+    logging.captureWarnings(True)
     try:
         return run_stage(cfg)
     except (ConfigError, RecordError) as error:

@@ -10,8 +10,8 @@ arithmetic in YAML:
   round k-1's PPO-Lagrangian policy), as a path under the experiment folder;
 - ``${collected_preferences:<experiment dir>,${round}}``: the preference files collected in rounds
   2..k (each added to the base data when round k retrains R and C);
-- ``${wandb_group:${experiment_name},${sweep_name}}`` and ``${wandb_tags:...}``: the runs of one
-  round sequence or sweep share a Weights & Biases group and tags.
+- ``${wandb_group:${experiment_name},${sweep_name}}``: the runs of one round sequence or sweep
+  share a Weights & Biases group (their names and tags are made from the launch: cli/loggers.py).
 
 They are pure functions of their arguments (``round_setting`` also reads the root config) and are
 registered once, when ``safe_rlhf_lightning.config`` is imported.
@@ -70,18 +70,11 @@ def wandb_group(experiment_name: str, sweep_name: str | None) -> str:
     return experiment_name if not sweep_name else f"{experiment_name}-{sweep_name}"
 
 
-def wandb_tags(experiment_name: str, round_number: Any, stage: str, sweep_name: Any) -> list[str]:
-    """Tags shared by the runs of a round sequence (experiment, round) and of a sweep."""
-    tags = [str(experiment_name), f"round{round_number}", str(stage)]
-    return tags + ([str(sweep_name)] if sweep_name else [])
-
-
 RESOLVERS = {
     "round_setting": round_setting,
     "start_policy": start_policy,
     "collected_preferences": collected_preferences,
     "wandb_group": wandb_group,
-    "wandb_tags": wandb_tags,
 }
 
 

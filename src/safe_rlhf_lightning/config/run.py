@@ -202,7 +202,8 @@ class TrainerConfig:
     limit_val_batches: Optional[float] = None
     num_sanity_val_steps: int = 0
     enable_progress_bar: bool = True
-    enable_model_summary: bool = True
+    enable_model_summary: bool = "${verbose}"  # type: ignore[assignment]
+    """Lightning's table of each model's layers at the start of fit: with ``verbose`` only."""
     deterministic: Any = False
 
     def __post_init__(self) -> None:
@@ -229,12 +230,15 @@ class WandbLoggerConfig:
 
     _target_: str = "pytorch_lightning.loggers.WandbLogger"
     project: str = "safe-rlhf-lightning"
-    name: Optional[str] = "${experiment_name}-round${round}-${stage.name}"
+    name: Optional[str] = None
+    """null: ``<experiment>-round<k>-<stage>``, then the λ schedule (ppo_lag) and each value a
+    multirun sweeps, e.g. ``demo-round1-ppo_lag-fixed-nu0.5-seed1`` (``cli/loggers.py``)."""
     group: Optional[str] = "${wandb_group:${experiment_name},${sweep_name}}"
     """The experiment (all its rounds), or ``<experiment>-<sweep_name>`` for a sweep's runs."""
     job_type: Optional[str] = "${stage.name}"
-    tags: list[str] = "${wandb_tags:${experiment_name},${round},${stage.name},${sweep_name}}"  # type: ignore[assignment]
-    """Experiment, ``round<k>``, stage and the sweep's name when set."""
+    tags: Optional[list[str]] = None
+    """null: experiment, ``round<k>``, stage, ``schedule=<option>`` (ppo_lag), the sweep's name
+    when set and one ``<key>=<value>`` per swept key."""
     save_dir: str = "${run_dir}"
     offline: Optional[bool] = None
     """null: online when a W&B API key is configured (``WANDB_API_KEY`` or ``wandb login``'s
@@ -298,6 +302,9 @@ class RunConfig:
     """Round of the experiment: round 1 starts from the SFT policy, round k from round k-1's
     PPO-Lagrangian policy, with the data collected in rounds 2..k added to R's and C's."""
     seed: int = 42
+    verbose: bool = False
+    """Also print what is mostly noise on a first run: Lightning's model summary tables
+    (``trainer.enable_model_summary`` follows it)."""
     sweep_name: Optional[str] = None
     """Name of the sweep this run belongs to (the sweep make targets set it): its runs share a
     W&B group and tag."""
