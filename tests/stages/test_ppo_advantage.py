@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 
 import pytest
 import torch
@@ -24,6 +25,7 @@ from safe_rlhf_lightning.rollout import Rollout
 from safe_rlhf_lightning.stages import PPOLagModule, updates_per_rollout
 from safe_rlhf_lightning.stages.ppo_lag_advantages import estimate, group_ids
 from tests.conftest import compose_run_config, quick_trainer
+from tests.ppo_faults import inject_nonfinite
 from tests.stages.test_ppo_stage import ppo_config, score_model, tiny_lm
 
 ESTIMATORS = {
@@ -260,3 +262,27 @@ def test_a_bad_estimator_option_names_the_key(model_folders, tmp_path, benchmark
     cfg = compose_run_config([*base, "advantage=grpo", "advantage.kl_penalty=both"], tmp_path)
     with pytest.raises(ConfigError, match=r"advantage\.kl_penalty"):
         run_stage(cfg)
+
+
+@pytest.mark.parametrize("name", ["grpo", "rloo"])
+def test_nonfinite_rollouts_and_losses_are_skipped_as_with_gae(
+    name, small_tokenizer, benchmark_dir, monkeypatch
+):
+    inject_nonfinite(monkeypatch.setattr, minibatch_steps=(2,), cost_steps=(1,))
+    schedule = LearnedLambda(cost_limit=-10.0, init=1.0, lr=0.5)
+    module = critic_free_module(
+        small_tokenizer, schedule, ESTIMATORS[name], max_steps=3, skip_nonfinite=True
+    )
+    prompts = PromptDataModule(
+        small_tokenizer, ["benchmark-prompts/train:0.01"], [], data_root=benchmark_dir, batch_size=4
+    )
+    trainer = quick_trainer(max_steps=100)
+    trainer.fit(module, train_dataloaders=prompts.train_dataloader())
+
+    assert module.ppo_step == 3
+    assert [row["step"] for row in module.history] == [0.0, 2.0]  # step 1's rollout skipped
+    assert module.guard.skipped == 2  # that rollout and one minibatch of step 2
+    # The NaN costs never reached λ: steps 0 and 2 only (4 and 3 prompts × 2 responses).
+    assert len(schedule.episode_costs) == 8 + 6
+    assert all(math.isfinite(c) for c in schedule.episode_costs)
+    assert all(torch.isfinite(p).all() for p in module.actor.parameters())
