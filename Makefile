@@ -6,6 +6,8 @@
 #   make rounds   rounds 1-3 (round k: pairs from round k-1's policy, R | C, PPO-Lag) and a report
 #   make round1 | round2 | round3   one round (and what it needs)
 #   make sweep-nu | sweep-lambda | sweep-cost-limit | sweep-seeds   round 1's PPO multirun + summary
+#   make sweep-advantage   round 1's PPO with each advantage estimator (gae, grpo, dr_grpo, rloo)
+#               x the learned and PID λ, + summary
 #   make test   create .venv, install, run the whole test suite (make test-fast: without slow tests)
 #   make lint   ruff check and format check (make format fixes)
 #   make bench-ppo   our PPO-Lagrangian step against TRL's PPOTrainer, side by side (benchmarks/)
@@ -31,7 +33,8 @@ export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
 .PHONY: install demo data sft reward cost ppo eval test test-fast lint format clean clean-runs help \
-	bench-ppo rounds round1 round2 round3 sweep-nu sweep-lambda sweep-cost-limit sweep-seeds
+	bench-ppo rounds round1 round2 round3 sweep-nu sweep-lambda sweep-cost-limit sweep-seeds \
+	sweep-advantage
 
 help:
 	@sed -n 's/^#  *make /make /p' $(MAKEFILE_LIST)
@@ -177,6 +180,9 @@ $(eval $(call SWEEP_RULE,nu,lambda_schedule=fixed lambda_schedule.nu=$$(NU_GRID)
 $(eval $(call SWEEP_RULE,lambda,lambda_schedule=learned$(,)pid$(,)none,$$$${hydra.runtime.choices.lambda_schedule},))
 $(eval $(call SWEEP_RULE,cost-limit,cost_threshold.cost_limit=$$(COST_LIMITS),d_$$$${cost_threshold.cost_limit},))
 $(eval $(call SWEEP_RULE,seeds,seed=$$(SEEDS),seed_$$$${seed},$(call ppo_dir,learned)))
+# Critic-free GRPO/RLOO-Lagrangian beside GAE's: the gae x learned run is the Safe RLHF of the table.
+ADVANTAGES ?= gae,grpo,dr_grpo,rloo
+$(eval $(call SWEEP_RULE,advantage,advantage=$$(ADVANTAGES) lambda_schedule=learned$(,)pid,$$$${hydra.runtime.choices.advantage}_$$$${hydra.runtime.choices.lambda_schedule},))
 
 .PHONY: force
 force:
