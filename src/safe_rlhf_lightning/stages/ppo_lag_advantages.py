@@ -45,10 +45,11 @@ def group_ids(size: int, group_size: int, device=None) -> Tensor:
 
     ``rollout.sample`` repeats each prompt k times consecutively (``repeat_interleave``) and
     generates the B·k responses in one call, so rows i·k .. i·k + k - 1 answer prompt i. Under
-    DDP the prompt batch is split between ranks by the data loader's distributed sampler before
-    sampling, so all k responses of a prompt are generated, scored and given advantages on the
-    rank that holds the prompt: a group never spans two ranks, and the ids need only be unique
-    within a rank. (λ is the one quantity shared across ranks; its costs are all-gathered.)
+    DDP, Lightning replaces the prompt loader's sampler with a DistributedSampler over prompts,
+    so each rank receives whole prompts and samples their k responses itself: a group is
+    generated, scored and given advantages on the one rank that holds its prompt, never split
+    across ranks, and the ids need only be unique within a rank. (λ is the one quantity shared
+    across ranks: its episode costs are all-gathered.)
     """
     if size % group_size:
         raise ValueError(f"{size} rollout rows are not groups of {group_size} responses")
