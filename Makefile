@@ -7,6 +7,8 @@
 #   make round1 | round2 | round3   one round (and what it needs)
 #   make sweep-nu | sweep-lambda | sweep-cost-limit | sweep-seeds   round 1's PPO multirun + summary
 #   make wandb-sync   upload the experiment's offline W&B runs (needs a W&B API key)
+#   make sweep-advantage   round 1's PPO with each advantage estimator (gae, grpo, dr_grpo, rloo)
+#               x the learned and PID λ, + summary
 #   make test   create .venv, install, run the whole test suite (make test-fast: without slow tests)
 #   make lint   ruff check and format check (make format fixes)
 #   make bench-ppo   our PPO-Lagrangian step against TRL's PPOTrainer, side by side (benchmarks/)
@@ -32,7 +34,8 @@ export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
 .PHONY: install demo data sft reward cost ppo eval test test-fast lint format clean clean-runs help \
-	bench-ppo rounds round1 round2 round3 sweep-nu sweep-lambda sweep-cost-limit sweep-seeds
+	bench-ppo rounds round1 round2 round3 sweep-nu sweep-lambda sweep-cost-limit sweep-seeds \
+	sweep-advantage
 
 help:
 	@sed -n 's/^#  *make /make /p' $(MAKEFILE_LIST)
@@ -178,6 +181,9 @@ $(eval $(call SWEEP_RULE,nu,$$(if $$(NU_GRID),lambda_schedule.nu=$$(NU_GRID)),$(
 $(eval $(call SWEEP_RULE,lambda,,))
 $(eval $(call SWEEP_RULE,cost-limit,$$(if $$(COST_LIMITS),cost_threshold.cost_limit=$$(COST_LIMITS)),))
 $(eval $(call SWEEP_RULE,seeds,$$(if $$(SEEDS),seed=$$(SEEDS)),$(call ppo_dir,learned)))
+# Critic-free GRPO/RLOO-Lagrangian beside GAE's (conf/experiment/sweep_advantage.yaml); ADVANTAGES
+# replaces its estimator grid when set.
+$(eval $(call SWEEP_RULE,advantage,$$(if $$(ADVANTAGES),advantage=$$(ADVANTAGES)),))
 
 # Upload the offline W&B runs of $(EXPERIMENT) (every stage, round, sweep and sweep summary run
 # with logger=wandb) once a key is set up (`wandb login` or WANDB_API_KEY); runs already uploaded

@@ -122,9 +122,11 @@ def _train(overrides: list[str], tmp_path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("advantage", ["gae", "grpo"])
 def test_ppo_lagrangian_under_two_process_ddp_keeps_lambda_and_weights_identical(
-    model_folders, benchmark_dir, tmp_path
+    advantage, model_folders, benchmark_dir, tmp_path
 ):
+    """With ``grpo`` too: each rank samples all responses of its prompts (its groups)."""
     steps = 4
     _train(
         [
@@ -144,6 +146,7 @@ def test_ppo_lagrangian_under_two_process_ddp_keeps_lambda_and_weights_identical
             "stage.save_critics=true",
             f"data.root={benchmark_dir}",
             "cost_threshold=zero",
+            f"advantage={advantage}",
         ],
         tmp_path,
     )
@@ -153,14 +156,10 @@ def test_ppo_lagrangian_under_two_process_ddp_keeps_lambda_and_weights_identical
     assert [r["rank"] for r in ranks] == [0, 1]
     assert all(r["ppo_steps"] == steps for r in ranks)
     # Replicated state: λ, the gathered cost window, actor and both critics, bit for bit.
-    for key in (
-        "lambda",
-        "episode_cost_window",
-        "actor_digest",
-        "reward_critic_digest",
-        "cost_critic_digest",
-    ):
+    critics = ("reward_critic_digest", "cost_critic_digest") if advantage == "gae" else ()
+    for key in ("lambda", "episode_cost_window", "actor_digest", *critics):
         assert ranks[0][key] == ranks[1][key], key
+    assert ("reward_critic_digest" in ranks[0]) == (advantage == "gae")
     assert results["ranks_in_sync"] is True
     # ... while each rank trained on its own prompts (DistributedSampler), so the equality
     # above is the gradient all-reduce and the gathered costs at work, not two copies of a run.

@@ -30,7 +30,9 @@ class Rollout(NamedTuple):
     ref_logprobs: Tensor  # (B, T) under the frozen reference policy
     reward: Tensor  # (B,) end score of the reward model R
     cost: Tensor  # (B,) end score of the cost model C (zeros when there is none)
-    reward_values: Tensor  # (B, T) reward critic V_R (or the only critic)
+    reward_values: (
+        Tensor | None
+    )  # (B, T) reward critic V_R (or the only critic); None without critics
     cost_values: Tensor | None  # (B, T) cost critic V_C; None for one-stream schedules
 
     @property

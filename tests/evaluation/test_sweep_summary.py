@@ -16,6 +16,7 @@ from safe_rlhf_lightning.evaluation.sweep_summary import (
     discover_runs,
     label_runs,
     load_run,
+    method_of,
     paired_comparison,
     summarize,
     verdict_sentence,
@@ -313,3 +314,15 @@ def test_reference_inside_the_swept_folder_is_listed_once(sweep, tmp_path):
     labels = [row["label"] for row in result["rows"]]
     assert labels.count("SFT") == 1 and labels[0] == "SFT"
     assert len(labels) == 5
+
+
+def test_methods_name_a_critic_free_estimator_and_keep_gae_the_papers():
+    learned = {"stage": {"name": "ppo_lag"}, "lambda_schedule": {"_target_": "x.LearnedLambda"}}
+    pid = {**learned, "lambda_schedule": {"_target_": "x.PIDLambda"}}
+    assert method_of({**learned, "advantage": {"_target_": "x.GAEAdvantage"}}) == "Safe RLHF"
+    assert method_of(learned) == "Safe RLHF"  # runs from before the advantage group
+    grpo = {"_target_": "x.GRPOAdvantage", "scale_by_std": True}
+    assert method_of({**learned, "advantage": grpo}) == "Safe RLHF (GRPO)"
+    dr_grpo = {**grpo, "scale_by_std": False}
+    assert method_of({**pid, "advantage": dr_grpo}) == "PID λ (Dr. GRPO)"
+    assert method_of({**pid, "advantage": {"_target_": "x.RLOOAdvantage"}}) == "PID λ (RLOO)"

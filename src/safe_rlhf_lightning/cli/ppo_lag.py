@@ -20,6 +20,7 @@ from ..files import append_jsonl, write_jsonl_atomic, write_text_atomic
 from ..models import ScoreModel, load_causal_lm, load_tokenizer, save_pretrained_atomic
 from ..rollout import Retokenizer, same_tokenizer
 from ..stages import PPOLagModule, updates_per_rollout
+from .advantage import build_advantage
 from .data import datamodule_options, uses_benchmark
 from .hub import require_model_folder
 from .models import load_score_model, prepare_trained_model
@@ -41,6 +42,7 @@ def run_ppo_lag(ctx: StageContext) -> dict:
     stage: PPOLagStageConfig = ctx.stage
     typed, data, run_dir = ctx.run, ctx.data, ctx.run_dir
     schedule = build_schedule(ctx.cfg)
+    advantage = build_advantage(ctx.cfg)
     trust, dtype = typed.model.trust_remote_code, typed.model.dtype
 
     require_model_folder(
@@ -66,12 +68,11 @@ def run_ppo_lag(ctx: StageContext) -> dict:
         cost_model, cost_retokenizer = _score_model(stage.cost_model, "cost", tokenizer, typed)
     elif schedule.two_streams:
         raise ConfigError(f"config key 'stage.cost_model' is needed by {type(schedule).__name__}")
-    reward_critic = _critic(stage.reward_critic_init, "stage.reward_critic_init", tokenizer, typed)
-    cost_critic = None
-    if schedule.two_streams and stage.shared_critic:
-        reward_critic = reward_critic.with_extra_head()  # V_R on head 0, V_C on head 1
-    elif schedule.two_streams:
-        cost_critic = _critic(stage.cost_critic_init, "stage.cost_critic_init", tokenizer, typed)
+    reward_critic, cost_critic = (
+        _critics(stage, schedule.two_streams, tokenizer, typed)
+        if advantage.critics
+        else (None, None)  # a critic-free estimator loads, trains and saves none
+    )
 
     loader = _train_loader(typed, tokenizer, ctx.template)
     module = PPOLagModule(
@@ -85,6 +86,7 @@ def run_ppo_lag(ctx: StageContext) -> dict:
         stage,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
+        advantage=advantage,
         reward_retokenizer=reward_retokenizer,
         cost_retokenizer=cost_retokenizer,
         decode=lambda ids: [
@@ -120,7 +122,7 @@ def run_ppo_lag(ctx: StageContext) -> dict:
     if stage.save_critics:
         first = "critic" if module.shared_critic else "reward_critic"
         for name, critic in {first: reward_critic, "cost_critic": cost_critic}.items():
-            if critic is not None:
+            if critic is not None:  # none with a critic-free estimator
                 folders[name] = (critic, lambda m, path: m.save_pretrained(path, tokenizer))
     job = TrainingJob(
         module,
@@ -129,6 +131,7 @@ def run_ppo_lag(ctx: StageContext) -> dict:
         policy=(actor, tokenizer),
         results={
             "schedule": type(schedule).__name__,
+            "advantage": advantage.name,
             "cost_limit": typed.cost_threshold.cost_limit,
         },
         checkpoint_per_ppo_step=True,
@@ -156,6 +159,18 @@ def _deepspeed_clipping(max_grad_norm: float) -> Callable[[pl.Trainer], None]:
             trainer.strategy.config["gradient_clipping"] = max_grad_norm
 
     return configure
+
+
+def _critics(stage: PPOLagStageConfig, two_streams: bool, tokenizer, typed: RunConfig):
+    """V_R and V_C (None for one-stream schedules and a shared, two-head V_R)."""
+    reward_critic = _critic(stage.reward_critic_init, "stage.reward_critic_init", tokenizer, typed)
+    if two_streams and stage.shared_critic:
+        return reward_critic.with_extra_head(), None  # V_R on head 0, V_C on head 1
+    if two_streams:
+        return reward_critic, _critic(
+            stage.cost_critic_init, "stage.cost_critic_init", tokenizer, typed
+        )
+    return reward_critic, None
 
 
 def _score_model(path: str, name: str, actor_tokenizer, typed: RunConfig):

@@ -32,6 +32,7 @@ from ..distributed import full_parameters, is_global_zero
 from ..evaluation import held_out_prompts, oracle_evaluation
 from ..files import write_json_atomic, write_jsonl_atomic, write_text_atomic
 from ..models import merge_lora
+from .advantage import build_advantage
 from .data import ensure_benchmark, require_datasets, uses_benchmark
 from .hub import resolve_hub_model, resolve_hub_models
 from .loggers import build_loggers, log_metrics, report_results
@@ -135,6 +136,10 @@ def validate_config(cfg: DictConfig) -> RunConfig:
         typed.lambda_schedule = OmegaConf.to_container(cfg.lambda_schedule, resolve=True)
         if typed.stage.name == "ppo_lag":
             build_schedule(cfg)  # its options are checked by its constructor, naming them
+    if typed.advantage is not None:  # the same for the advantage estimator
+        typed.advantage = OmegaConf.to_container(cfg.advantage, resolve=True)
+        if typed.stage.name == "ppo_lag":
+            build_advantage(cfg)
     return typed
 
 

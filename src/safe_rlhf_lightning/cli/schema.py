@@ -19,8 +19,11 @@ from ..config import (
     BenchmarkCommandConfig,
     CollectStageConfig,
     EvalStageConfig,
+    GAEAdvantage,
+    GRPOAdvantage,
     PPOLagStageConfig,
     PreferenceStageConfig,
+    RLOOAdvantage,
     RunConfig,
     SFTStageConfig,
 )
@@ -43,6 +46,9 @@ LAMBDA_SCHEDULES = {
     "none": NoLambda,
 }
 
+# The advantage group's estimators: frozen dataclasses, their schemas made from them the same way.
+ADVANTAGE_ESTIMATORS = {"gae": GAEAdvantage, "grpo": GRPOAdvantage, "rloo": RLOOAdvantage}
+
 
 def register_configs() -> None:
     store = ConfigStore.instance()
@@ -52,6 +58,8 @@ def register_configs() -> None:
         store.store(group="stage", name=f"{name}_schema", node=_mergeable(schema))
     for name, cls in LAMBDA_SCHEDULES.items():
         store.store(group="lambda_schedule", name=f"{name}_schema", node=constructor_schema(cls))
+    for name, cls in ADVANTAGE_ESTIMATORS.items():
+        store.store(group="advantage", name=f"{name}_schema", node=constructor_schema(cls))
 
 
 def _mergeable(schema: type) -> object:

@@ -9,6 +9,7 @@ before any model is built. Every option is documented once, here.
 The dataclasses are plain Python: any component can be built without Hydra.
 """
 
+from .advantage import AdvantageEstimator, GAEAdvantage, GRPOAdvantage, RLOOAdvantage
 from .checks import ConfigError
 from .resolvers import register_resolvers
 from .run import (
@@ -48,6 +49,7 @@ __all__ = [
     "EXPERIMENT_DIR",
     "ROUND_DIR",
     "SFT_POLICY",
+    "AdvantageEstimator",
     "BenchmarkCommandConfig",
     "CSVLoggerConfig",
     "CollectStageConfig",
@@ -55,6 +57,8 @@ __all__ = [
     "CostThresholdConfig",
     "DataConfig",
     "EvalStageConfig",
+    "GAEAdvantage",
+    "GRPOAdvantage",
     "LoggersConfig",
     "LoraConfig",
     "ModelConfig",
@@ -62,6 +66,7 @@ __all__ = [
     "PathsConfig",
     "PolicyStageConfig",
     "PreferenceStageConfig",
+    "RLOOAdvantage",
     "RoundConfig",
     "RunConfig",
     "SFTStageConfig",

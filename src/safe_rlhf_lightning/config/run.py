@@ -292,6 +292,10 @@ class RunConfig:
     """The ``lambda_schedule`` group (ppo_lag only): ``_target_`` a schedule class of
     ``safe_rlhf_lightning.lagrange`` and its constructor's options (their schema is made from
     the constructor, ``cli/schema.py``)."""
+    advantage: Any = None
+    """The ``advantage`` group (ppo_lag only): ``_target_`` an estimator of
+    ``safe_rlhf_lightning.config.advantage`` (gae, grpo, dr_grpo, rloo) and its options; null is
+    ``gae``."""
     cost_threshold: CostThresholdConfig = field(default_factory=CostThresholdConfig)
     rounds: dict[str, RoundConfig] = field(default_factory=lambda: {"1": RoundConfig()})
     """The ``rounds`` group: per-round settings, ``{k: RoundConfig}``, read through

@@ -34,6 +34,9 @@ METHODS = {  # lambda_schedule class -> the paper's name of the method
     "NoLambda": "reward only",
 }
 SAFE_RLHF, REWARD_SHAPING = "Safe RLHF", "reward shaping"
+# advantage estimator class -> its name in labels; GAE (critics, the paper's) adds nothing, so
+# "Safe RLHF" stays the paper's method that every other run is compared with.
+ESTIMATORS = {"GRPOAdvantage": "GRPO", "RLOOAdvantage": "RLOO"}
 # Config keys shown in labels when they differ among the runs: key -> label format.
 WATCHED = {
     "lambda_schedule.nu": "ν={}",
@@ -119,7 +122,14 @@ def method_of(config: Mapping[str, Any]) -> str:
     if config_value(config, "stage.name") == "sft":
         return "SFT"
     target = str(config_value(config, "lambda_schedule._target_", "?"))
-    return METHODS.get(target.rsplit(".", 1)[-1], target.rsplit(".", 1)[-1])
+    method = METHODS.get(target.rsplit(".", 1)[-1], target.rsplit(".", 1)[-1])
+    estimator = str(config_value(config, "advantage._target_", "")).rsplit(".", 1)[-1]
+    if estimator not in ESTIMATORS:
+        return method
+    name = ESTIMATORS[estimator]
+    if name == "GRPO" and config_value(config, "advantage.scale_by_std", True) is False:
+        name = "Dr. GRPO"
+    return f"{method} ({name})"
 
 
 def _read_samples(path: Path) -> list[dict[str, Any]]:

@@ -2,7 +2,9 @@
 
 One module serves every λ schedule (``lagrange.py``): ``learned`` (the paper's dual ascent) and
 ``pid`` train a reward and a cost critic and mix their advantages with λ; ``fixed`` (reward
-shaping R − ν·C) and ``none`` (plain PPO on R) train one critic on one shaped score.
+shaping R − ν·C) and ``none`` (plain PPO on R) train one critic on one shaped score. And every
+advantage estimator (``config.advantage``, computed by ``ppo_lag_advantages``): ``gae`` with
+those critics, or ``grpo``/``dr_grpo``/``rloo``, group baselines without any critic.
 """
 
 from __future__ import annotations
@@ -18,20 +20,9 @@ import torch
 from torch import Tensor, nn
 from transformers import PreTrainedModel
 
-from ..config import PPOLagStageConfig
+from ..config import AdvantageEstimator, GAEAdvantage, PPOLagStageConfig
 from ..distributed import clip_per_model, rank_report, tensor_digest
-from ..functional import (
-    clipped_value_loss,
-    explained_variance,
-    generalized_advantages,
-    kl_shaped_scores,
-    masked_mean,
-    masked_sum,
-    mix_advantages,
-    ppo_actor_loss,
-    ptx_loss,
-    whiten,
-)
+from ..functional import clipped_value_loss, explained_variance, masked_mean, masked_sum, ptx_loss
 from ..lagrange import LambdaSchedule
 from ..models import ScoreModel
 from ..rollout import (
@@ -44,10 +35,12 @@ from ..rollout import (
     sampling_options,
 )
 from ..types import PromptBatch, SupervisedBatch
-from . import ppo_lag_checkpoint
+from . import ppo_lag_advantages, ppo_lag_checkpoint
 from .guards import FiniteGuard, NonFiniteError, nonfinite_names
 from .optim import adamw_with_warmup, decay_parameter_groups
 from .ppo_lag_checkpoint import FROZEN
+
+GAE = GAEAdvantage()  # the default estimator: today's PPO-Lagrangian with critics
 
 # What the observers receive every step: the decoded rollout and its scores.
 RolloutObserver = Callable[[list[str], list[str]], dict[str, float]]
@@ -62,12 +55,16 @@ class PPOLagModule(pl.LightningModule):
         reward_model, cost_model: frozen R and C (C may be None for ``none``; its cost is then 0).
         reward_critic: V_R (or the only critic of one-stream schedules), initialised from R; or,
             with a score_dim of 2, a shared critic: one backbone, V_R on head 0 and V_C on head 1
-            (one backbone pass instead of two, in the rollout and in every update).
-        cost_critic: V_C, initialised from C; None for one-stream schedules and a shared critic.
+            (one backbone pass instead of two, in the rollout and in every update). None with a
+            critic-free ``advantage`` estimator.
+        cost_critic: V_C, initialised from C; None for one-stream schedules, a shared critic
+            and critic-free estimators.
         schedule: the λ schedule.
         config: every hyperparameter (``PPOLagStageConfig``, documented there); the module stops
             after ``config.max_steps`` PPO steps.
         eos_token_id, pad_token_id: of the actor's tokenizer.
+        advantage: the estimator of each stream's advantage (the ``advantage`` group; ``gae``
+            by default, the only one that uses critics).
         reward_retokenizer, cost_retokenizer: when R or C use another tokenizer than the actor.
         decode: token ids → text, for the sample table and the observers.
         observer: called with (prompts, responses) of each rollout; returns extra metrics to log
@@ -82,13 +79,14 @@ class PPOLagModule(pl.LightningModule):
         reference: PreTrainedModel,
         reward_model: ScoreModel,
         cost_model: ScoreModel | None,
-        reward_critic: ScoreModel,
+        reward_critic: ScoreModel | None,
         cost_critic: ScoreModel | None,
         schedule: LambdaSchedule,
         config: PPOLagStageConfig,
         *,
         eos_token_id: int,
         pad_token_id: int,
+        advantage: AdvantageEstimator = GAE,
         reward_retokenizer: Retokenizer | None = None,
         cost_retokenizer: Retokenizer | None = None,
         decode: Callable[[Tensor], list[str]] | None = None,
@@ -96,14 +94,24 @@ class PPOLagModule(pl.LightningModule):
         sample_sink: Callable[[int, list[dict]], None] | None = None,
     ) -> None:
         super().__init__()
-        self.shared_critic = reward_critic.score_dim == 2 and cost_critic is None
+        if advantage.critics != (reward_critic is not None) or (
+            not advantage.critics and cost_critic is not None
+        ):
+            raise ValueError(
+                f"the {advantage.name} advantage estimator takes critics: {advantage.critics}"
+            )
+        self.shared_critic = (
+            reward_critic is not None and reward_critic.score_dim == 2 and cost_critic is None
+        )
         if schedule.two_streams and (
-            cost_model is None or (cost_critic is None and not self.shared_critic)
+            cost_model is None
+            or (advantage.critics and cost_critic is None and not self.shared_critic)
         ):
             raise ValueError(
                 "a two-stream λ schedule needs a cost model and a cost critic (or a shared "
                 "critic: a two-head reward_critic)"
             )
+        self.advantage = advantage
         self.automatic_optimization = False
         self.strict_loading = False  # checkpoints leave out the frozen models' weights
         self.actor, self.reference = actor, reference
@@ -129,9 +137,8 @@ class PPOLagModule(pl.LightningModule):
 
     def named_trained_models(self) -> dict[str, nn.Module]:
         models = {"actor": self.actor, "reward_critic": self.reward_critic}
-        if self.cost_critic is not None:
-            models["cost_critic"] = self.cost_critic
-        return models
+        models["cost_critic"] = self.cost_critic
+        return {name: model for name, model in models.items() if model is not None}
 
     def trained_models(self) -> list[nn.Module]:
         return list(self.named_trained_models().values())
@@ -171,8 +178,8 @@ class PPOLagModule(pl.LightningModule):
         schedule_stats = self.schedule.update(episode_costs, step=step)
         if nonfinite_names({"λ": self.schedule.lambda_value}):  # never skipped: its state is lost
             raise NonFiniteError(f"λ became {self.schedule.lambda_value} at step {step}")
-        # 3. KL shaping and GAE for each stream, then the actor's advantage.
-        targets = self.advantages(rollout)
+        # 3. Each stream's advantage (KL shaping and GAE, or group baselines), then the actor's.
+        targets = ppo_lag_advantages.estimate(self.advantage, rollout, self.schedule, self.config)
         # 4. K PPO epochs over minibatches: actor, critics (and PTX) in one update each.
         update_started = time.perf_counter()
         update_stats = self.ppo_epochs(rollout, targets, ptx_batch)
@@ -222,7 +229,9 @@ class PPOLagModule(pl.LightningModule):
                 else torch.zeros_like(reward)
             )
             logprobs = sampled_logprobs or [response_logprobs(self.actor, ids, mask, prompt_length)]
-            reward_values, cost_values = self.values(ids, mask, prompt_length)
+            reward_values, cost_values = (
+                self.values(ids, mask, prompt_length) if self.advantage.critics else (None, None)
+            )
             rollout = Rollout(
                 input_ids=ids,
                 attention_mask=mask,
@@ -257,49 +266,6 @@ class PPOLagModule(pl.LightningModule):
             )
             cost_values = cost_values[..., 0]
         return reward_values[..., 0], cost_values
-
-    def advantages(self, rollout: Rollout) -> dict[str, Tensor]:
-        """Per-token scores, GAE advantages and returns of each stream; the actor's advantage."""
-        hp = self.config
-        mask = rollout.response_mask
-        gae = {"gamma": hp.gamma, "gae_lambda": hp.gae_lambda}
-        two = self.schedule.two_streams
-        end_reward = (
-            rollout.reward if two else self.schedule.shaped_score(rollout.reward, rollout.cost)
-        )
-        rewards = kl_shaped_scores(
-            end_reward,
-            rollout.logprobs,
-            rollout.ref_logprobs,
-            mask,
-            kl_weight=-hp.kl_coef,
-            clip_range_score=hp.clip_range_score,
-        )
-        reward_gae = generalized_advantages(rollout.reward_values, rewards, mask, **gae)
-        targets = {"rewards": rewards, "reward_returns": reward_gae.returns}
-        reward_advantages = reward_gae.advantages
-        if hp.whiten_advantages:
-            reward_advantages = whiten(reward_advantages, mask)
-        if not two:
-            targets["advantages"] = reward_advantages
-            return targets
-        costs = kl_shaped_scores(
-            rollout.cost,
-            rollout.logprobs,
-            rollout.ref_logprobs,
-            mask,
-            kl_weight=hp.kl_coef,
-            clip_range_score=hp.clip_range_score,
-        )
-        cost_gae = generalized_advantages(rollout.cost_values, costs, mask, **gae)
-        cost_advantages = (
-            whiten(cost_gae.advantages, mask) if hp.whiten_advantages else cost_gae.advantages
-        )
-        targets |= {"costs": costs, "cost_returns": cost_gae.returns}
-        targets["advantages"] = mix_advantages(
-            reward_advantages, cost_advantages, self.schedule.lambda_value
-        )
-        return targets
 
     def ppo_epochs(
         self, rollout: Rollout, targets: dict[str, Tensor], ptx_batch: SupervisedBatch | None
@@ -341,17 +307,32 @@ class PPOLagModule(pl.LightningModule):
     ) -> tuple[Tensor, dict[str, Tensor]]:
         hp = self.config
         ids, mask = rollout.input_ids[index], rollout.attention_mask[index]
-        response_mask = rollout.response_mask[index]
-        prompt_length = rollout.prompt_length
-        logprobs = response_logprobs(self.actor, ids, mask, prompt_length)
-        actor_loss, actor_stats = ppo_actor_loss(
-            logprobs,
-            rollout.logprobs[index],
-            targets["advantages"][index],
-            response_mask,
-            clip_range=hp.clip_range,
+        logprobs = response_logprobs(self.actor, ids, mask, rollout.prompt_length)
+        loss, stats = ppo_lag_advantages.actor_loss(
+            self.advantage, logprobs, rollout, targets, index, hp
         )
-        values, cost_values = self.values(ids, mask, prompt_length)
+        if self.advantage.critics:
+            loss, stats = self.critic_losses(rollout, targets, index, loss, stats)
+        if ptx is not None and hp.ptx_coef > 0:
+            logits = self.actor(input_ids=ptx.input_ids, attention_mask=ptx.attention_mask).logits
+            ptx_term, _ = ptx_loss(logits, ptx.input_ids, ptx.loss_mask, ptx_coef=hp.ptx_coef)
+            loss = loss + ptx_term
+            stats["ptx_loss"] = ptx_term.detach()
+        return loss, stats
+
+    def critic_losses(
+        self,
+        rollout: Rollout,
+        targets: dict[str, Tensor],
+        index: Tensor,
+        loss: Tensor,
+        stats: dict[str, Tensor],
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """``loss`` plus the clipped value loss of each critic on rows ``index``."""
+        hp = self.config
+        ids, mask = rollout.input_ids[index], rollout.attention_mask[index]
+        response_mask = rollout.response_mask[index]
+        values, cost_values = self.values(ids, mask, rollout.prompt_length)
         reward_critic_loss, _ = clipped_value_loss(
             values,
             rollout.reward_values[index],
@@ -359,13 +340,8 @@ class PPOLagModule(pl.LightningModule):
             response_mask,
             clip_range_value=hp.clip_range_value,
         )
-        loss = actor_loss + reward_critic_loss
-        stats = {
-            "actor_loss": actor_stats["loss"],
-            "clip_fraction": actor_stats["clip_fraction"],
-            "approx_kl": actor_stats["approx_kl"],
-            "reward_critic_loss": reward_critic_loss.detach(),
-        }
+        loss = loss + reward_critic_loss
+        stats["reward_critic_loss"] = reward_critic_loss.detach()
         if self.schedule.two_streams:
             cost_critic_loss, _ = clipped_value_loss(
                 cost_values,
@@ -376,11 +352,6 @@ class PPOLagModule(pl.LightningModule):
             )
             loss = loss + cost_critic_loss
             stats["cost_critic_loss"] = cost_critic_loss.detach()
-        if ptx is not None and hp.ptx_coef > 0:
-            logits = self.actor(input_ids=ptx.input_ids, attention_mask=ptx.attention_mask).logits
-            ptx_term, _ = ptx_loss(logits, ptx.input_ids, ptx.loss_mask, ptx_coef=hp.ptx_coef)
-            loss = loss + ptx_term
-            stats["ptx_loss"] = ptx_term.detach()
         return loss, stats
 
     # -- logging -----------------------------------------------------------------------------
@@ -405,10 +376,7 @@ class PPOLagModule(pl.LightningModule):
             "kl_per_token": masked_mean(kl, mask, dim=-1).mean().item(),
             "mean_generated_length": lengths.mean().item(),
             "max_generated_length": lengths.max().item(),
-            "reward_with_kl_penalty": targets["rewards"].sum(-1).mean().item(),
-            "reward_critic_explained_variance": explained_variance(
-                rollout.reward_values, targets["reward_returns"], mask
-            ).item(),
+            "reward_with_kl_penalty": targets["reward_with_kl_penalty"].mean().item(),
             "tokens_per_second": mask.sum().item() / max(elapsed, 1e-9),
             "seconds_per_step": elapsed,
             **self.timings,  # wall clock of each phase (on a GPU, without a sync: approximate)
@@ -416,7 +384,11 @@ class PPOLagModule(pl.LightningModule):
             **{k: v for k, v in schedule_stats.items() if k != "lambda"},
             **update_stats,
         }
-        if self.schedule.two_streams:
+        if self.advantage.critics:
+            stats["reward_critic_explained_variance"] = explained_variance(
+                rollout.reward_values, targets["reward_returns"], mask
+            ).item()
+        if self.advantage.critics and self.schedule.two_streams:
             stats["cost_critic_explained_variance"] = explained_variance(
                 rollout.cost_values, targets["cost_returns"], mask
             ).item()

@@ -25,6 +25,7 @@ class CheckpointedPPO(Protocol):
     (``state_dict``), λ schedule, step history and count, skipped-batch count and rank."""
 
     schedule: LambdaSchedule
+    advantage: Any  # the advantage estimator (config.advantage); its ``name`` is checked
     history: list[dict[str, float]]
     ppo_step: int
     guard: FiniteGuard
@@ -42,6 +43,7 @@ def pack(module: CheckpointedPPO, checkpoint: dict[str, Any]) -> None:
     }
     checkpoint["lambda_schedule"] = module.schedule.state_dict()
     checkpoint["lambda_schedule_type"] = type(module.schedule).__name__
+    checkpoint["advantage_estimator"] = module.advantage.name
     checkpoint["ppo_history"] = list(module.history)
     checkpoint["ppo_step"] = module.ppo_step
     checkpoint["skipped_batches"] = module.guard.skipped
@@ -53,13 +55,19 @@ def pack(module: CheckpointedPPO, checkpoint: dict[str, Any]) -> None:
 def unpack(module: CheckpointedPPO, checkpoint: dict[str, Any], trainer: pl.Trainer | None) -> None:
     """Restore ``module`` from ``checkpoint`` (``on_load_checkpoint``; ``trainer`` is the one it
     is attached to, None outside a fit); a checkpoint of another λ schedule, or one lacking
-    trained weights, is a ValueError saying what to do."""
+    trained weights, or of another advantage estimator, is a ValueError saying what to do."""
     saved = checkpoint.get("lambda_schedule_type")
     if saved != type(module.schedule).__name__:
         raise ValueError(
             f"the checkpoint was trained with the {saved} λ schedule, this run uses "
             f"{type(module.schedule).__name__}: give the run its own hydra.run.dir "
             "(or resume=false)"
+        )
+    saved = checkpoint.get("advantage_estimator", "gae")  # older checkpoints: gae
+    if saved != module.advantage.name:
+        raise ValueError(
+            f"the checkpoint was trained with the {saved} advantage estimator, this run uses "
+            f"{module.advantage.name}: give the run its own hydra.run.dir (or resume=false)"
         )
     # strict_loading is off for the frozen models only: the trained ones must all be there
     # (a run resumed with other model.lora settings would otherwise restart them silently).
