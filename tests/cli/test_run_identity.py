@@ -40,6 +40,15 @@ def test_the_schedule_and_each_swept_value_make_the_name_unique():
     assert wandb_run_name("x", 1, "ppo_lag", group) == "x-round1-ppo_lag-pid-cost_limit-2.0-tiny"
 
 
+def test_a_critic_free_estimator_is_in_the_name_and_every_estimator_in_the_tags():
+    grpo = Launch(schedule="pid", estimator="grpo")
+    assert wandb_run_name("demo", 1, "ppo_lag", grpo) == "demo-round1-ppo_lag-pid-grpo"
+    gae = Launch(schedule="learned", estimator="gae")  # the default keeps today's names
+    assert wandb_run_name("demo", 1, "ppo_lag", gae) == "demo-round1-ppo_lag-learned"
+    assert "advantage=gae" in wandb_run_tags("demo", 1, "ppo_lag", None, gae)
+    assert "advantage=grpo" not in wandb_run_tags("demo", 1, "sft", None, grpo)
+
+
 def test_tags_name_round_stage_schedule_sweep_and_each_swept_key():
     launch = Launch(swept={"lambda_schedule.nu": "0.5"}, schedule="fixed")
     assert wandb_run_tags("demo", 1, "ppo_lag", "nu", launch) == [

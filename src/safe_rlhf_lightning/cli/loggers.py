@@ -63,6 +63,9 @@ class Launch:
     """The ``lambda_schedule`` option chosen (``learned``, ``pid``, ``fixed``, ``none``)."""
     groups: frozenset[str] = frozenset()
     """The config groups' names (a swept group is named by its option alone)."""
+    estimator: str | None = None
+    """The ``advantage`` option chosen (``gae``, ``grpo``, ``dr_grpo``, ``rloo``); None outside a
+    Hydra job."""
 
 
 def launch_of(cfg: DictConfig) -> Launch:
@@ -79,13 +82,14 @@ def launch_of(cfg: DictConfig) -> Launch:
     hydra_cfg = HydraConfig.get()
     overrides = list(hydra_cfg.overrides.task)
     schedule = hydra_cfg.runtime.choices.get("lambda_schedule", schedule)
+    estimator = hydra_cfg.runtime.choices.get("advantage")
     groups = frozenset(hydra_cfg.runtime.choices)
     if hydra_cfg.mode != RunMode.MULTIRUN:
-        return Launch(overrides, {}, schedule, groups)
+        return Launch(overrides, {}, schedule, groups, estimator)
     params = hydra_cfg.sweeper.get("params") or {}
     keys = swept_keys([*sys.argv[1:], *(f"{k}={v}" for k, v in params.items())])
     swept = {k: v for k, v in override_values(overrides) if k in keys}
-    return Launch(overrides, swept, schedule, groups)
+    return Launch(overrides, swept, schedule, groups, estimator)
 
 
 def override_values(overrides: list[str]) -> list[tuple[str, str]]:
@@ -118,12 +122,15 @@ def swept_keys(arguments: list[str]) -> set[str]:
 
 
 def wandb_run_name(experiment: str, round_number: int, stage: str, launch: Launch) -> str:
-    """``<experiment>-round<k>-<stage>``, then the λ schedule (ppo_lag) and each swept value:
-    ``demo-round1-ppo_lag-fixed-nu0.5-seed1``. A swept config group is named by its option
-    alone (once: the schedule is already there), a swept key by its last part and value."""
+    """``<experiment>-round<k>-<stage>``, then the λ schedule and a critic-free advantage
+    estimator (ppo_lag), and each swept value: ``demo-round1-ppo_lag-fixed-nu0.5-seed1``,
+    ``demo-round1-ppo_lag-pid-grpo``. A swept config group is named by its option alone (once:
+    the schedule is already there), a swept key by its last part and value."""
     parts = [experiment, f"round{round_number}", stage]
     if stage == "ppo_lag" and launch.schedule:
         parts.append(launch.schedule)
+    if stage == "ppo_lag" and launch.estimator not in (None, "gae"):
+        parts.append(launch.estimator)
     for key, value in launch.swept.items():
         part = value if key in launch.groups else key.split(".")[-1] + value
         if part not in parts:
@@ -139,6 +146,8 @@ def wandb_run_tags(
     tags = [experiment, f"round{round_number}", stage]
     if stage == "ppo_lag" and launch.schedule:
         tags.append(f"schedule={launch.schedule}")
+    if stage == "ppo_lag" and launch.estimator:
+        tags.append(f"advantage={launch.estimator}")
     if sweep_name:
         tags.append(sweep_name)
     return tags + [f"{key}={value}" for key, value in launch.swept.items()]
