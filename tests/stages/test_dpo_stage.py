@@ -214,3 +214,22 @@ def test_dpo_stage_runs_with_debug_fast(tmp_path, benchmark_dir, model_folders):
         assert saved[split]["num_responses"] == 4
     assert "val/reward_margin" in saved["val"]
     assert "dpo (better)" in (run_dir / "summary.md").read_text()
+
+
+def test_sacpo_safety_preset_starts_from_the_helpfulness_step(tmp_path):
+    from safe_rlhf_lightning.cli.runner import validate_config
+
+    typed = validate_config(compose_run_config(["stage=sacpo_safety"], tmp_path))
+    stage = typed.stage
+    assert isinstance(stage, DPOStageConfig) and stage.axis == "safer"
+    assert stage.init_from.endswith("round1/sacpo_helpful/model")
+    assert stage.reference_init == stage.init_from
+    assert stage.beta < DPOStageConfig().beta  # its own β, the paper's β/λ
+
+
+def test_make_sacpo_eval_policies_compose(tmp_path):
+    from safe_rlhf_lightning.cli.runner import validate_config
+
+    names = "{sft: a/sft, safe_rlhf: a/ppo, sacpo_helpful: a/h, sacpo: a/s, p_sacpo: a/p}"
+    typed = validate_config(compose_run_config(["stage=eval", f"stage.policies={names}"], tmp_path))
+    assert list(typed.stage.policies) == ["sft", "safe_rlhf", "sacpo_helpful", "sacpo", "p_sacpo"]
