@@ -213,6 +213,8 @@ def test_dpo_stage_runs_with_debug_fast(tmp_path, benchmark_dir, model_folders):
     for split in ("init", "test"):
         assert saved[split]["num_responses"] == 4
     assert "val/reward_margin" in saved["val"]
+    kl = saved["test"]["kl_to_reference"]  # the policy moved: log-ratios are no longer 0
+    assert kl != 0.0 and abs(kl) < 10
     assert "dpo (better)" in (run_dir / "summary.md").read_text()
 
 

@@ -5,15 +5,25 @@ from __future__ import annotations
 
 import logging
 
+import torch
+
 from ..config import ConfigError, DPOStageConfig, RunConfig
-from ..data import PreferenceDataModule, datasets_without_safety_labels
+from ..data import (
+    PreferenceDataModule,
+    datasets_without_safety_labels,
+    pad_sequences,
+    read_jsonl_rows,
+    tokenize_supervised,
+)
 from ..evaluation import oracle_table
 from ..files import write_text_atomic
+from ..functional import sequence_logprobs
 from ..models import load_causal_lm, load_tokenizer, save_pretrained_atomic
 from ..rollout import same_tokenizer
 from ..stages import DPOModule
 from .data import datamodule_options
 from .hub import require_model_folder
+from .loggers import log_metrics
 from .models import prepare_trained_model
 from .runner import DataNeed, StageContext, TrainingJob, fit_and_report
 
@@ -76,6 +86,8 @@ def run_dpo(ctx: StageContext) -> dict:
 
     def report(trainer, results: dict) -> None:
         if "test" in results:
+            results["test"]["kl_to_reference"] = _kl_to_reference(ctx, policy, reference, tokenizer)
+            log_metrics(trainer, {"test/kl_to_reference": results["test"]["kl_to_reference"]})
             _write_summary(ctx, results)
 
     job = TrainingJob(
@@ -88,6 +100,38 @@ def run_dpo(ctx: StageContext) -> dict:
         report=report,
     )
     return fit_and_report(ctx, job)
+
+
+@torch.no_grad()
+def _kl_to_reference(ctx: StageContext, policy, reference, tokenizer) -> float:
+    """KL(π || π_ref) per response on the held-out prompts: the mean over the oracle
+    evaluation's samples of π (``samples.jsonl``) of log π(y|x) - log π_ref(y|x), the Monte Carlo
+    estimate (exact in expectation at eval_temperature 1 and eval_top_p 1, for the responses as
+    re-tokenized from their text)."""
+    rows = read_jsonl_rows(ctx.run_dir / "samples.jsonl")
+    sequences = [
+        tokenize_supervised(
+            row["prompt"], row["response"], tokenizer, ctx.template, ctx.data.max_length
+        )
+        for row in rows
+    ]
+    device = next(policy.parameters()).device
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    was_training, total = policy.training, 0.0
+    policy.eval()
+    for start in range(0, len(sequences), ctx.stage.eval_batch_size):
+        chunk = sequences[start : start + ctx.stage.eval_batch_size]
+        ids, mask = (t.to(device) for t in pad_sequences([s[0] for s in chunk], pad_id))
+        response, _ = pad_sequences([s[1] for s in chunk], False, dtype=torch.bool)
+        logratio = [
+            sequence_logprobs(
+                m(input_ids=ids, attention_mask=mask).logits, ids, response.to(device)
+            )
+            for m in (policy, reference)
+        ]
+        total += float((logratio[0] - logratio[1]).sum())  # one host sync per batch
+    policy.train(was_training)
+    return total / max(len(sequences), 1)
 
 
 def _write_summary(ctx: StageContext, results: dict) -> None:
