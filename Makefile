@@ -9,6 +9,7 @@
 #   make wandb-sync   upload the experiment's offline W&B runs (needs a W&B API key)
 #   make sweep-advantage   round 1's PPO with each advantage estimator (gae, grpo, dr_grpo, rloo)
 #               x the learned and PID λ, + summary
+#   make sacpo   SACPO's two DPO steps and the P-SACPO merge (SACPO_WEIGHT), evaluated beside Safe RLHF
 #   make test   create .venv, install, run the whole test suite (make test-fast: without slow tests)
 #   make lint   ruff check and format check (make format fixes)
 #   make bench-ppo   our PPO-Lagrangian step against TRL's PPOTrainer, side by side (benchmarks/)
@@ -130,6 +131,24 @@ ppo: $(call ppo_dir,$(LAMBDA))/model/config.json
 eval: $(ROUND1)/eval/results.json
 $(ROUND1)/eval/results.json: $(call ppo_dir,learned)/model/config.json $(call ppo_dir,none)/model/config.json $(STAGE_FORCE)
 	$(TRAIN) stage=eval
+
+# SACPO (Wachi et al. 2024) on round 1's data: DPO for helpfulness on the better pairs from the
+# SFT policy, then DPO for safety on the safer pairs from that policy (stage=sacpo_safety, its
+# own β), and P-SACPO, the weight merge of the two ((1 - w)·helpful + w·safe, w = SACPO_WEIGHT);
+# then all three beside SFT and Safe RLHF in one evaluation (round1/sacpo_eval/report.md).
+SACPO_WEIGHT ?= 0.5
+.PHONY: sacpo
+sacpo: $(ROUND1)/sacpo_eval/results.json
+$(ROUND1)/sacpo_helpful/model/config.json: $(ROUND1)/sft/model/config.json $(STAGE_FORCE)
+	$(TRAIN) stage=dpo hydra.run.dir=$(ROUND1)/sacpo_helpful
+$(ROUND1)/sacpo_safety/model/config.json: $(ROUND1)/sacpo_helpful/model/config.json $(STAGE_FORCE)
+	$(TRAIN) stage=sacpo_safety hydra.run.dir=$(ROUND1)/sacpo_safety
+$(ROUND1)/p_sacpo/model/config.json: $(ROUND1)/sacpo_safety/model/config.json $(STAGE_FORCE)
+	$(BIN)/python -m safe_rlhf_lightning.cli.merge $(ROUND1)/sacpo_helpful/model \
+		$(ROUND1)/sacpo_safety/model --weight $(SACPO_WEIGHT) --output $(ROUND1)/p_sacpo/model
+$(ROUND1)/sacpo_eval/results.json: $(call ppo_dir,learned)/model/config.json $(ROUND1)/p_sacpo/model/config.json $(STAGE_FORCE)
+	$(TRAIN) stage=eval hydra.run.dir=$(ROUND1)/sacpo_eval \
+		'stage.policies={sft: $(ROUND1)/sft/model, safe_rlhf: $(call ppo_dir,learned)/model, sacpo_helpful: $(ROUND1)/sacpo_helpful/model, sacpo: $(ROUND1)/sacpo_safety/model, p_sacpo: $(ROUND1)/p_sacpo/model}'
 
 # Rounds 2 and 3: round k collects pairs from round k-1's policy, retrains R | C from the SFT
 # policy on the base data plus every round's collected pairs, and runs PPO-Lagrangian from round

@@ -18,6 +18,7 @@ from omegaconf import MISSING, OmegaConf
 from ..config import (
     BenchmarkCommandConfig,
     CollectStageConfig,
+    DPOStageConfig,
     EvalStageConfig,
     GAEAdvantage,
     GRPOAdvantage,
@@ -36,6 +37,7 @@ STAGE_SCHEMAS = {
     "ppo_lag": PPOLagStageConfig,
     "eval": EvalStageConfig,
     "collect": CollectStageConfig,
+    "dpo": DPOStageConfig,
 }
 
 

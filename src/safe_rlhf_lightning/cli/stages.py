@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from ..config import RunConfig
 from .collect import collect_data, run_collect
+from .dpo import dpo_data, run_dpo
 from .evaluate import eval_data, run_eval
 from .ppo_lag import ppo_lag_data, run_ppo_lag
 from .preference import preference_data, run_preference
@@ -28,4 +29,5 @@ STAGES = {
     "ppo_lag": Stage(run_ppo_lag, ppo_lag_data),
     "eval": Stage(run_eval, eval_data),
     "collect": Stage(run_collect, collect_data),
+    "dpo": Stage(run_dpo, dpo_data),
 }

@@ -299,7 +299,8 @@ def require_safety_labels(records: Sequence[PreferenceRecord]) -> None:
                 f"{source} has no safety labels (safer_response_id, is_response_0_safe and "
                 "is_response_1_safe are null, e.g. Anthropic HH-RLHF: helpfulness/harmlessness "
                 "preferences only). The cost model needs them for its sign term (C > 0 for a "
-                "response labelled unsafe); such a dataset can train the reward model only. "
+                "response labelled unsafe), a dpo stage with stage.axis=safer for its pairs; "
+                "such a dataset can train the reward model only (dpo: stage.axis=better). "
                 "Train the cost model on PKU-SafeRLHF (data=pku_saferlhf) or on your own pairs "
                 "with safety labels."
             )

@@ -22,7 +22,7 @@ from .grpo_objective import (
     k3_kl_loss,
 )
 from .lagrange import lagrangian_loss, pid_lambda
-from .logprobs import gather_logprobs
+from .logprobs import gather_logprobs, sequence_logprobs
 from .losses import ptx_loss, sft_loss
 from .masking import masked_mean, masked_sum
 from .merge import merge_state_dicts
@@ -85,6 +85,7 @@ __all__ = [
     "reward_pairwise_loss",
     "reward_tokenwise_loss",
     "rloo_advantages",
+    "sequence_logprobs",
     "sequence_masked_mean",
     "sft_loss",
     "token_advantages",

@@ -1,6 +1,7 @@
 """One LightningModule per stage; thin wiring over ``functional`` and ``models``."""
 
 from .cost import CostModule
+from .dpo import DPOModule
 from .guards import FiniteGuard, NonFiniteError
 from .ppo_lag import PPOLagModule, updates_per_rollout
 from .ppo_lag_checkpoint import PPOStepCheckpoint
@@ -9,6 +10,7 @@ from .sft import SFTModule
 
 __all__ = [
     "CostModule",
+    "DPOModule",
     "FiniteGuard",
     "NonFiniteError",
     "PPOLagModule",
