@@ -25,7 +25,13 @@ from .data import datamodule_options
 from .hub import require_model_folder
 from .loggers import log_metrics
 from .models import prepare_trained_model
-from .runner import DataNeed, StageContext, TrainingJob, fit_and_report
+from .runner import (
+    DataNeed,
+    StageContext,
+    TrainingJob,
+    fit_and_report,
+    validation_after_fit,
+)
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +84,6 @@ def run_dpo(ctx: StageContext) -> dict:
     reference = load_causal_lm(stage.reference_init, trust_remote_code=trust, dtype=dtype)
     module = DPOModule(policy, reference, stage)
 
-    def after_fit(trainer) -> dict:
-        if not data.preference_eval:
-            return {}
-        # Training usually stops mid-epoch (max_steps): measure the final policy once more.
-        return {"val": trainer.validate(module, datamodule=datamodule, verbose=False)[0]}
-
     def report(trainer, results: dict) -> None:
         if "test" in results:
             results["test"]["kl_to_reference"] = _kl_to_reference(ctx, policy, reference, tokenizer)
@@ -96,7 +96,7 @@ def run_dpo(ctx: StageContext) -> dict:
         folders={"model": (policy, lambda m, path: save_pretrained_atomic(m, tokenizer, path))},
         policy=(policy, tokenizer),
         results={"axis": stage.axis, "loss_type": stage.loss_type, "beta": stage.beta},
-        after_fit=after_fit,
+        after_fit=validation_after_fit(module, datamodule) if data.preference_eval else None,
         report=report,
     )
     return fit_and_report(ctx, job)

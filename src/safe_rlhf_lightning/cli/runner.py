@@ -295,6 +295,16 @@ def fit_and_report(ctx: StageContext, job: TrainingJob) -> dict:
     return results
 
 
+def validation_after_fit(module: pl.LightningModule, datamodule) -> Callable[[pl.Trainer], dict]:
+    """An ``after_fit`` that measures the final model on the validation data once more: training
+    usually stops mid-epoch (``max_steps``), after the last scheduled validation."""
+
+    def after_fit(trainer: pl.Trainer) -> dict[str, Any]:
+        return {"val": trainer.validate(module, datamodule=datamodule, verbose=False)[0]}
+
+    return after_fit
+
+
 def save_folders(trainer: pl.Trainer, folders: dict, run_dir: Path) -> None:
     """Each (model, save) as ``<run_dir>/<name>``, written by rank 0 with the whole parameters
     (gathered first under sharded strategies: every rank takes part) and LoRA adapters folded

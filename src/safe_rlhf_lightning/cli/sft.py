@@ -12,7 +12,13 @@ from ..models import save_pretrained_atomic
 from ..stages import SFTModule
 from .data import datamodule_options
 from .models import build_policy, prepare_trained_model
-from .runner import DataNeed, StageContext, TrainingJob, fit_and_report
+from .runner import (
+    DataNeed,
+    StageContext,
+    TrainingJob,
+    fit_and_report,
+    validation_after_fit,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +40,6 @@ def run_sft(ctx: StageContext) -> dict:
     datamodule.setup("fit")  # tokenization problems fail here, before any evaluation or training
     module = SFTModule(model, ctx.stage)
 
-    def after_fit(trainer) -> dict:
-        if not data.sft_eval:
-            return {}
-        # Training usually stops mid-epoch (max_steps): measure the final model once more.
-        return {"val": trainer.validate(module, datamodule=datamodule, verbose=False)[0]}
-
     def report(trainer, results: dict) -> None:
         if "test" in results:
             _write_summary(ctx, results)
@@ -50,7 +50,7 @@ def run_sft(ctx: StageContext) -> dict:
         folders={"model": (model, lambda m, path: save_pretrained_atomic(m, tokenizer, path))},
         policy=(model, tokenizer),
         results={"num_parameters": model.num_parameters()},
-        after_fit=after_fit,
+        after_fit=validation_after_fit(module, datamodule) if data.sft_eval else None,
         report=report,
     )
     return fit_and_report(ctx, job)

@@ -21,10 +21,11 @@ from ..functional import (
     sequence_logprobs,
 )
 from ..types import PreferenceBatch, SafetyPreferenceBatch
+from .frozen import require_trained_weights, without_frozen
 from .guards import FiniteGuard, guarded_loss
 from .optim import configure_adamw
 
-FROZEN = "reference."
+FROZEN = ("reference.",)
 """State-dict prefix of the frozen reference: left out of checkpoints (read from its folder)."""
 
 
@@ -154,20 +155,9 @@ class DPOModule(pl.LightningModule):
         return configure_adamw(self)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["state_dict"] = {
-            k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(FROZEN)
-        }
+        checkpoint["state_dict"] = without_frozen(checkpoint["state_dict"], FROZEN)
         checkpoint["skipped_batches"] = self.guard.skipped
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # strict_loading is off for the reference only: the policy's weights must all be there.
-        weights = checkpoint.get("state_dict")
-        expected = {k for k in self.state_dict() if not k.startswith(FROZEN)}
-        missing = sorted(expected - set(weights)) if weights is not None else []
-        if missing:
-            raise ValueError(
-                f"the checkpoint lacks {len(missing)} policy weights (e.g. {missing[0]}): it was "
-                "written with other model settings (model.lora?); resume with the run's "
-                "settings, or start over with resume=false"
-            )
+        require_trained_weights(self.state_dict(), checkpoint, FROZEN)
         self.guard.skipped = checkpoint.get("skipped_batches", 0)

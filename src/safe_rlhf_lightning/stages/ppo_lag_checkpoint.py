@@ -14,6 +14,7 @@ import pytorch_lightning as pl
 from ..config import PPOLagStageConfig
 from ..distributed import gather_objects
 from ..lagrange import LambdaSchedule
+from .frozen import require_trained_weights, without_frozen
 from .guards import FiniteGuard
 from .rng_state import capture_rng_states, restore_rng_states
 
@@ -38,9 +39,7 @@ class CheckpointedPPO(Protocol):
 def pack(module: CheckpointedPPO, checkpoint: dict[str, Any]) -> None:
     """Fill ``checkpoint`` (``on_save_checkpoint``). Collective under DDP: Lightning builds the
     checkpoint on every rank and rank 0 writes it, so every rank's generators are gathered."""
-    checkpoint["state_dict"] = {
-        k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(FROZEN)
-    }
+    checkpoint["state_dict"] = without_frozen(checkpoint["state_dict"], FROZEN)
     checkpoint["lambda_schedule"] = module.schedule.state_dict()
     checkpoint["lambda_schedule_type"] = type(module.schedule).__name__
     checkpoint["advantage_estimator"] = module.advantage.name
@@ -69,18 +68,7 @@ def unpack(module: CheckpointedPPO, checkpoint: dict[str, Any], trainer: pl.Trai
             f"the checkpoint was trained with the {saved} advantage estimator, this run uses "
             f"{module.advantage.name}: give the run its own hydra.run.dir (or resume=false)"
         )
-    # strict_loading is off for the frozen models only: the trained ones must all be there
-    # (a run resumed with other model.lora settings would otherwise restart them silently).
-    # (DeepSpeed restores the weights itself: its checkpoint has no state_dict here.)
-    weights = checkpoint.get("state_dict")
-    expected = {k for k in module.state_dict() if not k.startswith(FROZEN)}
-    missing = sorted(expected - set(weights)) if weights is not None else []
-    if missing:
-        raise ValueError(
-            f"the checkpoint lacks {len(missing)} weights of the trained models (e.g. "
-            f"{missing[0]}): it was written with other model settings (model.lora?); "
-            "resume with the run's settings, or start over with resume=false"
-        )
+    require_trained_weights(module.state_dict(), checkpoint, FROZEN)
     module.schedule.load_state_dict(checkpoint["lambda_schedule"])
     module.history = list(checkpoint.get("ppo_history", []))
     module.ppo_step = checkpoint.get("ppo_step", 0)
