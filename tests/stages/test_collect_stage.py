@@ -42,7 +42,8 @@ def test_simulated_labels_write_pairs_the_preference_loader_reads(
     rows = _rows(run / "preference_train.jsonl")
     assert results["drawn"]["num_prompts"] == 6
     assert len(rows) == results["pairs"] == 6 - results["identical_pairs_left_out"]
-    assert 0.0 <= results["probe"]["flagged_share"] <= 1.0
+    flagged = results["probe"]["flagged_share"] * 10  # a share of the 10 probed candidates
+    assert flagged == pytest.approx(round(flagged))
     assert sum(results["prompt_kinds"].values()) == len(rows)
     assert results["probe"]["oracle"]["num_responses"] == 10  # the capped candidates, probed
     for row in rows:

@@ -72,7 +72,10 @@ def test_sft_run_logs_losses_and_oracle_metrics(sft_run):
     assert saved == json.loads(json.dumps(results))
     for split in ("init", "test"):
         assert saved[split]["num_responses"] == 12
-        assert 0.0 <= saved[split]["harmful_ratio"] <= 1.0
+        unsafe = saved[split]["harmful_ratio"] * 12  # a share of the 12 responses
+        assert unsafe == pytest.approx(round(unsafe))
+    rows = [json.loads(line) for line in (run_dir / "samples.jsonl").open()]
+    assert saved["test"]["harmful_ratio"] == sum(not r["is_safe"] for r in rows) / len(rows)
     assert (run_dir / "config.yaml").exists()
     summary = (run_dir / "summary.md").read_text()
     assert "| harmful ratio (harmful prompts) ↓ |" in summary and "untrained" in summary
