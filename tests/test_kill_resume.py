@@ -191,9 +191,13 @@ def _kill_resume_and_compare_ppo(
     seed = random.SystemRandom().randrange(10**6)  # not the suite's seeded RNG
     rng = random.Random(seed)
     _run(overrides, root / "straight", entry)
+    # The kill lands within one step's time of the target (at least two steps remain), so that a
+    # fast step (no critics) cannot finish the run first.
+    history = [json.loads(line) for line in _lines(root / "straight" / "history.jsonl")]
+    delay = min(0.3, min(row["seconds_per_step"] for row in history))
     killed = root / "killed"
     target = rng.randrange(first_target, PPO_STEPS - 1)
-    _kill_at_random(overrides, killed, rng, target=target, entry=entry)
+    _kill_at_random(overrides, killed, rng, target=target, delay=delay, entry=entry)
     assert not (killed / "model").exists()  # killed before the end (else the test proves nothing)
     checkpoint = killed / "checkpoints" / "last.ckpt"
     assert checkpoint.is_file(), f"no checkpoint after step {target} (seed {seed})"

@@ -93,12 +93,12 @@ def test_make_pipeline_runs_every_stage_and_reports_three_policies(tmp_path):
     # A two-value sweep by make: a Hydra multirun of round 1's PPO stage, then the summary.
     make("sweep-nu", tmp_path=tmp_path, args=REDUCED, variables=("NU_GRID=0.5,2",))
     sweep = tmp_path / "runs" / "e2e" / "sweeps" / "nu"
-    for value in ("0.5", "2.0"):  # ν is typed (FixedLambda's float): NU_GRID's 2 is 2.0
+    for value in ("0.5", "2.0"):  # ν is typed (FixedLambda's float): NU_GRID's 2 runs in nu_2.0
         assert "sweep_name: nu" in (sweep / f"nu_{value}" / "config.yaml").read_text()
     summary = json.loads((sweep / "summary.json").read_text())
     rows = {row["label"]: row for row in summary["rows"]}
     assert next(iter(rows)) == "SFT"  # the reference first
-    assert set(rows) == {"SFT", "Safe RLHF", "reward shaping ν=0.5", "reward shaping ν=2.0"}
+    assert set(rows) == {"SFT", "Safe RLHF", "reward shaping ν=0.5", "reward shaping ν=2"}
     shaping, sft_dir = sweep / "nu_0.5", round_dir / "sft"
     row = rows["reward shaping ν=0.5"]
     assert (
