@@ -333,25 +333,19 @@ class PPOLagModule(pl.LightningModule):
         ids, mask = rollout.input_ids[index], rollout.attention_mask[index]
         response_mask = rollout.response_mask[index]
         values, cost_values = self.values(ids, mask, rollout.prompt_length)
-        reward_critic_loss, _ = clipped_value_loss(
-            values,
-            rollout.reward_values[index],
-            targets["reward_returns"][index],
-            response_mask,
-            clip_range_value=hp.clip_range_value,
-        )
-        loss = loss + reward_critic_loss
-        stats["reward_critic_loss"] = reward_critic_loss.detach()
+        streams = [("reward", values, rollout.reward_values)]
         if self.schedule.two_streams:
-            cost_critic_loss, _ = clipped_value_loss(
-                cost_values,
-                rollout.cost_values[index],
-                targets["cost_returns"][index],
+            streams.append(("cost", cost_values, rollout.cost_values))
+        for name, new, old in streams:  # V_R's loss first, then V_C's (the order of the sum)
+            critic_loss, _ = clipped_value_loss(
+                new,
+                old[index],
+                targets[f"{name}_returns"][index],
                 response_mask,
                 clip_range_value=hp.clip_range_value,
             )
-            loss = loss + cost_critic_loss
-            stats["cost_critic_loss"] = cost_critic_loss.detach()
+            loss = loss + critic_loss
+            stats[f"{name}_critic_loss"] = critic_loss.detach()
         return loss, stats
 
     # -- logging -----------------------------------------------------------------------------
