@@ -50,6 +50,9 @@ VALUES = [
     (["stage=ppo_lag", "lambda_schedule.window=0"], "lambda_schedule"),
     (["stage=ppo_lag", "lambda_schedule=fixed", "lambda_schedule.nu=-1"], "lambda_schedule"),
     (["stage=ppo_lag", "cost_threshold.cost_limit=nan"], "lambda_schedule"),
+    (["stage=ppo_lag", "advantage=grpo", "stage.gamma=0.9"], "stage.gamma"),
+    (["stage=ppo_lag", "advantage=rloo", "stage.shared_critic=true"], "stage.shared_critic"),
+    (["stage=ppo_lag", "advantage=dr_grpo", "stage.cost_critic_init=/v"], "stage.cost_critic_init"),
     (["rounds.1.lambda_lr=-1"], "rounds.<k>.lambda_lr"),
     (["round=0"], "round"),
 ]

@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from safe_rlhf_lightning.cli.runner import run_stage
+from safe_rlhf_lightning.cli.runner import run_stage, validate_config
 from safe_rlhf_lightning.config import ConfigError, GAEAdvantage, GRPOAdvantage, RLOOAdvantage
 from safe_rlhf_lightning.data import PromptDataModule
 from safe_rlhf_lightning.functional import (
@@ -286,3 +286,21 @@ def test_nonfinite_rollouts_and_losses_are_skipped_as_with_gae(
     assert len(schedule.episode_costs) == 8 + 6
     assert all(math.isfinite(c) for c in schedule.episode_costs)
     assert all(torch.isfinite(p).all() for p in module.actor.parameters())
+
+
+def test_critic_settings_are_refused_only_where_no_critic_reads_them(tmp_path):
+    """GAE reads every critic option; a critic-free estimator refuses the ones it would ignore,
+    but keeps save_critics (it saves the critics where there are any)."""
+    critic_options = ["stage.gamma=0.9", "stage.critic_lr=3e-4", "stage.save_critics=true"]
+    validate_config(
+        compose_run_config(["stage=ppo_lag", "advantage=gae", *critic_options], tmp_path)
+    )
+    validate_config(
+        compose_run_config(["stage=ppo_lag", "advantage=grpo", critic_options[2]], tmp_path)
+    )
+    with pytest.raises(
+        ConfigError, match=r"stage\.gamma, stage\.critic_lr set, but advantage=rloo"
+    ):
+        validate_config(
+            compose_run_config(["stage=ppo_lag", "advantage=rloo", *critic_options], tmp_path)
+        )

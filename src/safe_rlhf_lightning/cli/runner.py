@@ -27,6 +27,7 @@ from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 from torch import nn
 
 from ..config import ConfigError, DataConfig, RunConfig
+from ..config.advantage import require_used_critic_settings
 from ..data import PromptTemplate, check_sources, datasets_without_safety_labels
 from ..distributed import full_parameters, is_global_zero
 from ..evaluation import held_out_prompts, oracle_evaluation
@@ -139,7 +140,7 @@ def validate_config(cfg: DictConfig) -> RunConfig:
     if typed.advantage is not None:  # the same for the advantage estimator
         typed.advantage = OmegaConf.to_container(cfg.advantage, resolve=True)
         if typed.stage.name == "ppo_lag":
-            build_advantage(cfg)
+            require_used_critic_settings(typed.stage, build_advantage(cfg))
     return typed
 
 

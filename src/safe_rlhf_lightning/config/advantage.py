@@ -20,10 +20,13 @@ same for every estimator; only how each stream's advantage is estimated changes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, ClassVar
 
-from .checks import _check
+from .checks import ConfigError, _check
+
+if TYPE_CHECKING:
+    from .stages import PPOLagStageConfig
 
 KL_PLACEMENTS = ("reward", "loss")
 AGGREGATIONS = ("sequence", "budget")
@@ -109,3 +112,40 @@ class RLOOAdvantage:
 
 
 AdvantageEstimator = GAEAdvantage | GRPOAdvantage | RLOOAdvantage
+
+
+CRITIC_SETTINGS = (
+    "gamma",
+    "gae_lambda",
+    "critic_lr",
+    "clip_range_value",
+    "shared_critic",
+)
+"""``stage`` options that only GAE and its critics read (``save_critics`` is not one: it saves
+the critics where the estimator has any, so a sweep over estimators may keep it on)."""
+
+
+def unused_critic_settings(stage: PPOLagStageConfig, estimator: AdvantageEstimator) -> list[str]:
+    """The ``stage`` keys set away from their defaults that ``estimator`` would ignore: the
+    critics' and GAE's options under a critic-free estimator (critic start points count as set
+    when they differ from the score model they default to)."""
+    if estimator.critics:
+        return []
+    defaults = {f.name: f.default for f in fields(type(stage))}
+    unused = [key for key in CRITIC_SETTINGS if getattr(stage, key) != defaults[key]]
+    if stage.reward_critic_init != stage.reward_model:
+        unused.append("reward_critic_init")
+    if stage.cost_critic_init != stage.cost_model:
+        unused.append("cost_critic_init")
+    return unused
+
+
+def require_used_critic_settings(stage: PPOLagStageConfig, estimator: AdvantageEstimator) -> None:
+    """Refuse critic and GAE options that a critic-free estimator would silently ignore."""
+    unused = unused_critic_settings(stage, estimator)
+    if unused:
+        keys = ", ".join(f"stage.{key}" for key in unused)
+        raise ConfigError(
+            f"config key '{'stage.' + unused[0]}': {keys} set, but advantage={estimator.name} "
+            "has no critics and no GAE, so it would ignore them; remove them or use advantage=gae"
+        )
