@@ -129,7 +129,11 @@ def test_sft_stage_writes_an_offline_wandb_run_with_its_config_and_results(
     with caplog.at_level("INFO"):
         results = run_stage(cfg)
     assert "wandb offline (no W&B API key configured)" in caplog.messages
-    assert f"stage sft done: {tmp_path / 'run'}" in caplog.messages  # the console's end line
+    summary_md = tmp_path / "run" / "summary.md"
+    assert any(  # the console's end line
+        m.startswith("stage sft done in ") and m.endswith(f" → {summary_md}")
+        for m in caplog.messages
+    )
 
     run = wandb.run  # the stage's run stays open until the process (or the next stage) ends it
     assert run is not None and run.offline

@@ -183,6 +183,7 @@ def build_loggers(cfg: DictConfig) -> list:
             continue
         options = {}
         if name == "wandb":
+            route_wandb_terminal_to_logging()
             _finish_previous_wandb_run()
             options["offline"], reason = choose_wandb_offline(logger_cfg.offline)
             log.info("wandb %s (%s)", "offline" if options["offline"] else "online", reason)
@@ -203,6 +204,20 @@ def build_loggers(cfg: DictConfig) -> list:
     for logger in loggers:
         logger.log_hyperparams(hyperparameters)
     return loggers
+
+
+def route_wandb_terminal_to_logging() -> None:
+    """wandb's own terminal lines (``wandb.termlog``/``termwarn``/``termerror``, 0.31: "Tracking
+    run with wandb version ...", "Run data is saved locally in ...", the offline sync hint,
+    the run's footer) into this project's log, i.e. ``train.log``, instead of stderr: on the
+    console only with ``verbose`` (warnings and errors always). wandb sets its terminal up
+    once per process when it loads its settings, printing unless ``WANDB_SILENT``; in its
+    silent mode with a fallback logger it prints nothing and logs each line there instead.
+    The logger is no child of ``wandb``, which wandb keeps from propagating to the root."""
+    import wandb
+
+    wandb.setup()  # loads wandb's settings, which set its terminal up: done first, then ours
+    wandb.termsetup(wandb.Settings(silent=True), log.getChild("wandb"))
 
 
 def _finish_previous_wandb_run() -> None:
