@@ -121,7 +121,7 @@ def stage_config(tmp_path, benchmark_dir, *overrides: str):
 
 
 def test_sft_stage_writes_an_offline_wandb_run_with_its_config_and_results(
-    tmp_path, benchmark_dir, no_wandb_key, finish_wandb, caplog
+    tmp_path, benchmark_dir, no_wandb_key, finish_wandb, caplog, capsys
 ):
     import wandb
 
@@ -155,6 +155,12 @@ def test_sft_stage_writes_an_offline_wandb_run_with_its_config_and_results(
     assert summary["init/helpfulness"] == pytest.approx(results["init"]["helpfulness"])
 
     wandb.finish()  # what the end of the process does in the CLI: flushes the run's files
+    # wandb's own lines (its header, the offline hint, the footer) went to the log (train.log
+    # in the CLI), not to stderr.
+    assert "wandb:" not in capsys.readouterr().err
+    wandb_lines = [r.getMessage() for r in caplog.records if r.name.endswith("loggers.wandb")]
+    assert any("Tracking run with wandb version" in line for line in wandb_lines)
+    assert any("offline" in line for line in wandb_lines)
     (folder,) = (tmp_path / "run" / "wandb").glob("offline-run-*")
     assert list(folder.glob("run-*.wandb")) and (folder / "logs" / "debug.log").exists()
 

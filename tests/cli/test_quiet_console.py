@@ -40,6 +40,9 @@ def test_the_filter_passes_marked_lines_and_warnings_unless_they_are_known_noise
     assert quiet.filter(record("stage sft → runs/default/round1/sft", **CONSOLE))
     assert quiet.filter(record("skipping policy x: no model folder", logging.WARNING))
     assert quiet.filter(record("cannot read data.json", logging.ERROR))
+    launcher = record("\t#1 : stage=ppo_lag lambda_schedule=none")
+    launcher.name = "hydra._internal.core_plugins.basic_launcher"
+    assert quiet.filter(launcher)
     with console_verbosity(True):
         assert quiet.filter(record("`Trainer.fit` stopped: `max_steps=4` reached."))
         assert not quiet.filter(record(TIP))

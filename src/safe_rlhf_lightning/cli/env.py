@@ -80,7 +80,11 @@ class QuietConsole(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if self.PATTERN.search(record.getMessage()):
             return False
-        return _verbose or record.levelno >= logging.WARNING or getattr(record, "console", False)
+        if _verbose or record.levelno >= logging.WARNING or getattr(record, "console", False):
+            return True
+        # Hydra's launcher, which names each job of a multirun ("#3 : stage=ppo_lag ...") once
+        # the first job's logging has taken over the console.
+        return record.name.startswith("hydra.")
 
 
 def transformers_progress_bars(enabled: bool) -> None:

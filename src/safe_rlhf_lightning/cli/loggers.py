@@ -183,7 +183,6 @@ def build_loggers(cfg: DictConfig) -> list:
             continue
         options = {}
         if name == "wandb":
-            route_wandb_terminal_to_logging()
             _finish_previous_wandb_run()
             options["offline"], reason = choose_wandb_offline(logger_cfg.offline)
             log.info("wandb %s (%s)", "offline" if options["offline"] else "online", reason)
@@ -193,6 +192,8 @@ def build_loggers(cfg: DictConfig) -> list:
             if logger_cfg.tags is None:
                 options["tags"] = wandb_run_tags(*identity, cfg.sweep_name, launch)
         loggers.append(instantiate(logger_cfg, _convert_="all", **options))
+        if name == "wandb":  # before its run starts
+            route_wandb_terminal_to_logging(options["offline"])
         log.info("logging to %s", name)
     hyperparameters = OmegaConf.to_container(cfg, resolve=True)
     hyperparameters["launch"] = {
@@ -206,7 +207,7 @@ def build_loggers(cfg: DictConfig) -> list:
     return loggers
 
 
-def route_wandb_terminal_to_logging() -> None:
+def route_wandb_terminal_to_logging(offline: bool) -> None:
     """wandb's own terminal lines (``wandb.termlog``/``termwarn``/``termerror``, 0.31: "Tracking
     run with wandb version ...", "Run data is saved locally in ...", the offline sync hint,
     the run's footer) into this project's log, i.e. ``train.log``, instead of stderr: on the
@@ -216,7 +217,11 @@ def route_wandb_terminal_to_logging() -> None:
     The logger is no child of ``wandb``, which wandb keeps from propagating to the root."""
     import wandb
 
-    wandb.setup()  # loads wandb's settings, which set its terminal up: done first, then ours
+    if offline:
+        # What Lightning's WandbLogger sets just before its run starts: set before wandb reads
+        # its settings, or wandb would find the environment changed (and say so).
+        os.environ["WANDB_MODE"] = "dryrun"
+    wandb.setup()  # loads wandb's settings, which set its terminal up; ours replaces that
     wandb.termsetup(wandb.Settings(silent=True), log.getChild("wandb"))
 
 
