@@ -87,15 +87,25 @@ class QuietConsole(logging.Filter):
         return record.name.startswith("hydra.")
 
 
-def transformers_progress_bars(enabled: bool) -> None:
+@contextmanager
+def transformers_progress_bars(enabled: bool) -> Iterator[None]:
     """transformers 5.x draws a tqdm bar on stderr in every ``from_pretrained`` ("Loading
     weights") and ``save_pretrained`` ("Writing model shards"), and a stage loads up to six
-    models: shown only with ``verbose`` (and the stage's bars on); the stages draw their own
-    bars over their long loops. (wandb's own lines: ``loggers.route_wandb_terminal_to_logging``.)
+    models: inside, shown only when ``enabled`` (a stage: with ``verbose`` and its bars on; the
+    stages draw their own bars over their long loops), as before afterwards (a hub download
+    before a stage keeps its bar). wandb's own lines: ``loggers.route_wandb_terminal_to_logging``.
     """
     from transformers.utils import logging as transformers_logging
 
-    if enabled:
-        transformers_logging.enable_progress_bar()
-    else:
-        transformers_logging.disable_progress_bar()
+    def show(on: bool) -> None:
+        if on:
+            transformers_logging.enable_progress_bar()
+        else:
+            transformers_logging.disable_progress_bar()
+
+    before = transformers_logging.is_progress_bar_enabled()
+    show(enabled)
+    try:
+        yield
+    finally:
+        show(before)

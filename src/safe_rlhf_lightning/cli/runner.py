@@ -178,9 +178,13 @@ def run_stage(cfg: DictConfig) -> dict:
     ensure_benchmark(typed.data)
     check_data(stage.data_needs(typed), typed)
     run_dir = Path(typed.run_dir)
-    bars = typed.trainer.enable_progress_bar
-    transformers_progress_bars(bars and typed.verbose)
-    with run_folder_lock(run_dir), console_verbosity(typed.verbose), progress_bars(bars):
+    verbose, bars = typed.verbose, typed.trainer.enable_progress_bar
+    with (
+        run_folder_lock(run_dir),
+        console_verbosity(verbose),
+        progress_bars(bars),
+        transformers_progress_bars(verbose and bars),
+    ):
         pl.seed_everything(typed.seed, workers=True, verbose=False)
         write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         name, started = typed.stage.name, time.monotonic()
