@@ -39,7 +39,7 @@ def test_remote_code_is_never_enabled_by_default():
 # a lower floor, so that the math never depends on training code and no stage on the CLI.
 FLOORS = {
     "functional": 0, "types": 0, "files": 0, "config": 0, "distributed": 0,
-    "data": 1, "lagrange": 1, "checkpoint_io": 1,
+    "data": 1, "lagrange": 1, "checkpoint_io": 1, "progress": 1,
     "benchmark": 2, "models": 2, "rounds": 2,
     "rollout": 3, "evaluation": 3,
     "stages": 4, "serve": 4,

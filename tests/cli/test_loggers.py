@@ -121,7 +121,7 @@ def stage_config(tmp_path, benchmark_dir, *overrides: str):
 
 
 def test_sft_stage_writes_an_offline_wandb_run_with_its_config_and_results(
-    tmp_path, benchmark_dir, no_wandb_key, finish_wandb, caplog
+    tmp_path, benchmark_dir, no_wandb_key, finish_wandb, caplog, capsys
 ):
     import wandb
 
@@ -129,7 +129,11 @@ def test_sft_stage_writes_an_offline_wandb_run_with_its_config_and_results(
     with caplog.at_level("INFO"):
         results = run_stage(cfg)
     assert "wandb offline (no W&B API key configured)" in caplog.messages
-    assert f"stage sft done: {tmp_path / 'run'}" in caplog.messages  # the console's end line
+    summary_md = tmp_path / "run" / "summary.md"
+    assert any(  # the console's end line
+        m.startswith("stage sft done in ") and m.endswith(f" → {summary_md}")
+        for m in caplog.messages
+    )
 
     run = wandb.run  # the stage's run stays open until the process (or the next stage) ends it
     assert run is not None and run.offline
@@ -151,6 +155,12 @@ def test_sft_stage_writes_an_offline_wandb_run_with_its_config_and_results(
     assert summary["init/helpfulness"] == pytest.approx(results["init"]["helpfulness"])
 
     wandb.finish()  # what the end of the process does in the CLI: flushes the run's files
+    # wandb's own lines (its header, the offline hint, the footer) went to the log (train.log
+    # in the CLI), not to stderr.
+    assert "wandb:" not in capsys.readouterr().err
+    wandb_lines = [r.getMessage() for r in caplog.records if r.name.endswith("loggers.wandb")]
+    assert any("Tracking run with wandb version" in line for line in wandb_lines)
+    assert any("offline" in line for line in wandb_lines)
     (folder,) = (tmp_path / "run" / "wandb").glob("offline-run-*")
     assert list(folder.glob("run-*.wandb")) and (folder / "logs" / "debug.log").exists()
 

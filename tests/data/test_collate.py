@@ -152,6 +152,15 @@ def test_supervised_dataset_matches_per_example_tokenization(tokenizer) -> None:
         assert example.input_ids.tolist() == ids and example.loss_mask.tolist() == mask
 
 
+def test_supervised_dataset_counts_the_turns_of_its_longest_dialogue(tokenizer) -> None:
+    records = [parse_supervised(supervised_row(i)) for i in range(3)]
+    assert SupervisedDataset(records, tokenizer, max_length=64).dialogue_turns == 1
+    eos = tokenizer.eos_token
+    two_turns = supervised_row(3, prompt=f"Hi. ASSISTANT: Hello.{eos}USER: Bake bread?")
+    records.append(parse_supervised(two_turns))
+    assert SupervisedDataset(records, tokenizer, max_length=64).dialogue_turns == 2
+
+
 def test_supervised_dataset_truncates_and_skips(tokenizer) -> None:
     long = parse_supervised(supervised_row(0, response="word " * 50), ORIGIN)
     records = [long, parse_supervised(supervised_row(1, prompt="x " * 100), ORIGIN)]

@@ -1,9 +1,12 @@
-"""The chatbot (multi-turn prompts, reset, regenerate, truncation) and ``safe-rlhf-chat``."""
+"""The chatbot (single-turn unless the model saw dialogues or history is asked for; multi-turn
+prompts, reset, regenerate, truncation) and ``safe-rlhf-chat``."""
 
 from __future__ import annotations
 
 import io
+import json
 import logging
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +15,12 @@ import pytest
 
 from safe_rlhf_lightning.cli import chat as chat_cli
 from safe_rlhf_lightning.data import PromptTemplate
-from safe_rlhf_lightning.models import build_tiny_causal_lm, load_causal_lm, load_tokenizer
+from safe_rlhf_lightning.models import (
+    SFT_DIALOGUE_TURNS,
+    build_tiny_causal_lm,
+    load_causal_lm,
+    load_tokenizer,
+)
 from safe_rlhf_lightning.serve import Chatbot, ChatError, GenerationSettings, Turn
 from safe_rlhf_lightning.serve import chat as chat_module
 
@@ -66,7 +74,7 @@ def test_format_dialogue_matches_upstream_chatbot_layout() -> None:
 
 
 def test_prompt_after_two_turns_is_the_upstream_dialogue(tiny_model, small_tokenizer, canned):
-    bot = Chatbot(tiny_model, small_tokenizer, settings=SETTINGS)
+    bot = Chatbot(tiny_model, small_tokenizer, settings=SETTINGS, history=True)
     assert bot.reply("How do I bake bread?") == "a1"
     assert bot.reply("And then?") == "a2"
     assert canned == [
@@ -81,8 +89,26 @@ def test_prompt_after_two_turns_is_the_upstream_dialogue(tiny_model, small_token
     assert bot.history == (Turn("How do I bake bread?", "a1"), Turn("And then?", "a2"))
 
 
+def test_by_default_a_model_answers_as_it_was_trained(tiny_model, small_tokenizer, canned):
+    """Single-turn for a model whose SFT examples were single-turn, or that does not say;
+    multi-turn for one whose SFT data held dialogues, or when asked."""
+    single = PromptTemplate().format_prompt
+    assert getattr(tiny_model.config, SFT_DIALOGUE_TURNS, None) is None  # built here: unknown
+    for turns in (None, 1):
+        setattr(tiny_model.config, SFT_DIALOGUE_TURNS, turns)
+        bot = Chatbot(tiny_model, small_tokenizer, settings=SETTINGS)
+        assert not bot.keeps_history
+        bot.reply("How do I bake bread?")
+        bot.reply("And then?")
+        assert canned[-2:] == [single("How do I bake bread?"), single("And then?")]
+        assert bot.history[0].prompt == "How do I bake bread?"  # kept for /regenerate
+    setattr(tiny_model.config, SFT_DIALOGUE_TURNS, 3)
+    assert Chatbot(tiny_model, small_tokenizer, settings=SETTINGS).keeps_history
+    assert not Chatbot(tiny_model, small_tokenizer, settings=SETTINGS, history=False).keeps_history
+
+
 def test_reset_clears_the_history(tiny_model, small_tokenizer, canned):
-    bot = Chatbot(tiny_model, small_tokenizer, settings=SETTINGS)
+    bot = Chatbot(tiny_model, small_tokenizer, settings=SETTINGS, history=True)
     bot.reply("q1")
     bot.reply("q2")
     bot.reset()
@@ -92,7 +118,7 @@ def test_reset_clears_the_history(tiny_model, small_tokenizer, canned):
 
 
 def test_regenerate_replaces_only_the_last_answer(tiny_model, small_tokenizer, canned):
-    bot = Chatbot(tiny_model, small_tokenizer, settings=SETTINGS)
+    bot = Chatbot(tiny_model, small_tokenizer, settings=SETTINGS, history=True)
     with pytest.raises(ChatError, match="nothing to regenerate"):
         bot.regenerate()
     bot.reply("q1")
@@ -117,7 +143,7 @@ def test_history_is_cut_from_the_left_by_whole_turns(tiny_model, small_tokenizer
     default = Chatbot(tiny_model, small_tokenizer, settings=SETTINGS)
     assert default.context_length == 64  # from the model config
     settings = GenerationSettings(max_new_tokens=8)
-    bot = Chatbot(tiny_model, small_tokenizer, settings=settings, context_length=48)
+    bot = Chatbot(tiny_model, small_tokenizer, settings=settings, context_length=48, history=True)
     assert bot.prompt_budget == 40
     questions = [f"bake bread number {i}" for i in range(6)]
     with caplog.at_level(logging.WARNING, logger="safe_rlhf_lightning.serve.chat"):
@@ -156,6 +182,9 @@ def _lines(text: str) -> list[str]:
     return text.rstrip("\n").split("\n")
 
 
+UNRECORDED = "its config.json does not record sft_dialogue_turns; --history to keep it"
+
+
 def _run_cli(monkeypatch, stdin: str, *args: str) -> int:
     monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
     return chat_cli.main([*args, "--seed", "0", "--max-new-tokens", "6", "--device", "cpu"])
@@ -167,6 +196,7 @@ def test_cli_chats_with_piped_stdin_until_exit(model_dirs, monkeypatch, capsys):
     assert _run_cli(monkeypatch, stdin, str(sft)) == 0
     first, second = _solo_answers(sft, ["hi", "how?"])
     assert _lines(capsys.readouterr().out) == [
+        f"[sft/model] single-turn: each message is answered on its own ({UNRECORDED})",
         "USER: /regenerate",
         "[sft/model] (nothing to regenerate: the dialogue is empty)",
         "USER: hi",
@@ -190,6 +220,8 @@ def test_cli_arena_answers_with_both_models(model_dirs, monkeypatch, capsys):
         expected[folder] += [bot.reply("hello"), bot.regenerate()]
     assert expected[sft] != expected[ppo]  # different models, so the columns can be told apart
     assert _lines(capsys.readouterr().out) == [
+        f"[sft/model] single-turn: each message is answered on its own ({UNRECORDED})",
+        f"[ppo/model] single-turn: each message is answered on its own ({UNRECORDED})",
         "USER: hi",
         f"[sft/model] {expected[sft][0]}",
         f"[ppo/model] {expected[ppo][0]}",
@@ -204,6 +236,61 @@ def test_cli_arena_answers_with_both_models(model_dirs, monkeypatch, capsys):
         "USER: /nope",
         "(unknown command /nope; /help lists the commands)",
     ]
+
+
+@pytest.fixture
+def sft_policy(model_dirs, tmp_path) -> Path:
+    """A policy folder as the SFT stage writes it for single-turn demonstrations."""
+    folder = tmp_path / "round1" / "sft" / "model"
+    shutil.copytree(model_dirs[0], folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, SFT_DIALOGUE_TURNS: 1}))
+    return folder
+
+
+@pytest.mark.parametrize("history", [None, "--history"])
+def test_cli_two_turns_single_turn_by_default_or_the_dialogue_on_request(
+    sft_policy, history, monkeypatch, capsys, canned
+):
+    """The prompts the model is given in a two-turn exchange through the CLI: the second
+    message alone, in the single-turn layout the model was trained on (default for it), or
+    the whole dialogue (``--history``)."""
+    options = [history] if history else []
+    assert (
+        _run_cli(monkeypatch, "How do I bake bread?\nAnd then?\n", str(sft_policy), *options) == 0
+    )
+    template = PromptTemplate()
+    first = template.format_prompt("How do I bake bread?")
+    if history:
+        second = template.format_dialogue(
+            [("How do I bake bread?", "a1")], "And then?", end_of_response="</s>"
+        )
+        mode = "multi-turn: earlier turns stay in the prompt (--history)"
+    else:
+        second = template.format_prompt("And then?")
+        mode = (
+            "single-turn: each message is answered on its own (it was trained on single-turn "
+            "examples; --history to keep the dialogue)"
+        )
+    assert canned == [first, second]
+    assert _lines(capsys.readouterr().out)[0] == f"[sft/model] {mode}"
+
+
+def test_sft_data_turns_are_counted_in_the_dialogue_layout() -> None:
+    template = PromptTemplate()
+    assert template.dialogue_turns("How do I bake bread?", end_of_response="</s>") == 1
+    # A prompt that holds two earlier turns, as format_dialogue lays them out.
+    dialogue = "q1 ASSISTANT: a1</s>USER: q2 ASSISTANT: a2</s>USER: q3"
+    assert template.format_prompt(dialogue) == template.format_dialogue(
+        [("q1", "a1"), ("q2", "a2")], "q3", end_of_response="</s>"
+    )
+    assert template.dialogue_turns(dialogue, end_of_response="</s>") == 3
+    # Another layout (HH-RLHF's) is one turn for this template; no EOS text: cannot tell.
+    assert (
+        template.dialogue_turns("\n\nHuman: a\n\nAssistant: b\n\nHuman: c", end_of_response="</s>")
+        == 1
+    )
+    assert template.dialogue_turns(dialogue, end_of_response="") == 1
 
 
 def test_cli_names_a_missing_or_non_model_folder_and_exits_2(

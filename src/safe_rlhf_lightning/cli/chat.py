@@ -4,6 +4,10 @@
     safe-rlhf-chat runs/dev/round1/sft/model runs/dev/round1/ppo_learned/model --seed 0
     printf 'hi\\n/exit\\n' | safe-rlhf-chat runs/dev/round1/sft/model
 
+Each message is answered on its own (single-turn) unless the model's SFT data held multi-turn
+dialogues (``sft_dialogue_turns`` > 1 in its ``config.json``, written by the SFT stage) or
+``--history`` asks for the dialogue; the first line says which, per model.
+
 torch and transformers are imported after the arguments are parsed, so ``--help`` answers at once.
 """
 
@@ -24,7 +28,7 @@ if TYPE_CHECKING:
 
 PROG = "safe-rlhf-chat"
 COMMANDS = {
-    "/reset": "clear the dialogue history",
+    "/reset": "clear the dialogue history (multi-turn mode)",
     "/regenerate": "answer the last message again",
     "/help": "show the commands",
     "/exit": "quit; so do /quit, Ctrl-D and Ctrl-C",
@@ -57,6 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--top-p", type=float, default=1.0)
     parser.add_argument("--repetition-penalty", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=None, help="make the answers reproducible")
+    parser.add_argument(
+        "--history",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="keep the earlier turns in each prompt (--history) or answer each message on its "
+        "own (--no-history); default: multi-turn only for a model whose SFT data held "
+        "multi-turn dialogues (sft_dialogue_turns > 1 in its config.json)",
+    )
     parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     parser.add_argument(
         "--trust-remote-code",
@@ -81,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     view = _make_view(_labels(args.model_dirs), sys.stdout, echo_user=not sys.stdin.isatty())
     if sys.stdin.isatty():
         view.note(f"Chatting with {', '.join(view.labels)}. /help lists the commands.")
+    for label, bot in zip(view.labels, bots, strict=True):
+        view.note(mode_note(label, bot, args.history))
     try:
         chat_loop(bots, _read_lines(sys.stdin), view)
     except KeyboardInterrupt:
@@ -108,6 +122,24 @@ def chat_loop(bots: Sequence[Chatbot], lines: Iterator[str], view: PlainView) ->
             view.note(f"(unknown command {command}; /help lists the commands)")
         else:
             view.answers([_answer(bot, None if command else text) for bot in bots])
+
+
+def mode_note(label: str, bot: Chatbot, asked: bool | None) -> str:
+    """One line: whether ``bot`` keeps the dialogue in its prompts, and why."""
+    from ..models import SFT_DIALOGUE_TURNS, sft_dialogue_turns
+
+    turns = sft_dialogue_turns(bot.model.config)
+    if asked is not None:
+        why = "--history" if asked else "--no-history"
+    elif turns is None:
+        why = f"its config.json does not record {SFT_DIALOGUE_TURNS}; --history to keep it"
+    elif turns > 1:
+        why = f"its SFT data held dialogues of up to {turns} turns; --no-history to drop it"
+    else:
+        why = "it was trained on single-turn examples; --history to keep the dialogue"
+    if bot.keeps_history:
+        return f"[{label}] multi-turn: earlier turns stay in the prompt ({why})"
+    return f"[{label}] single-turn: each message is answered on its own ({why})"
 
 
 def _answer(bot: Chatbot, text: str | None) -> str:
@@ -240,7 +272,9 @@ def _load_chatbots(args: argparse.Namespace) -> list[Chatbot]:
     for folder in args.model_dirs:
         model, tokenizer = _load_policy(folder, args.trust_remote_code)
         try:
-            bots.append(Chatbot(model.to(device), tokenizer, settings=settings))
+            bots.append(
+                Chatbot(model.to(device), tokenizer, settings=settings, history=args.history)
+            )
         except ValueError as error:
             raise ModelFolderError(f"{folder}: {error}") from None
     return bots

@@ -103,7 +103,7 @@ def run_collect(ctx: StageContext) -> dict:
             "expected_flagged_share": expected_flagged_share(fmean(flagged), stage.unsafe_weight),
         }
         log.info("sampling 2 responses for each of %d drawn prompts", len(drawn))
-        responses = sample([p for p in drawn for _ in range(2)], _seed(typed, 1), "pairs")
+        responses = sample([p for p in drawn for _ in range(2)], _seed(typed, 1), "sampling pairs")
         pairs, identical = split_pairs(drawn, responses)
         results["identical_pairs_left_out"] = identical
         if identical:
@@ -149,7 +149,7 @@ def _probe(candidates, sample, annotator, stage: CollectStageConfig, typed, benc
     log.info(
         "probe: answering %d prompts once to find the ones still answered unsafely", len(candidates)
     )
-    answers = sample(candidates, _seed(typed, 0), "probe")
+    answers = sample(candidates, _seed(typed, 0), "probe: sampling")
     stats: dict = {}
     if benchmark:  # the probe doubles as the policy's oracle metrics on the train prompts
         stats["oracle"] = evaluate_responses(candidates, answers)
@@ -177,6 +177,7 @@ def _probe(candidates, sample, annotator, stage: CollectStageConfig, typed, benc
             PromptTemplate(typed.data.prompt_template, typed.data.response_prefix),
             max_length=typed.data.max_length,
             batch_size=stage.eval_batch_size,
+            progress="probe: cost model",
         )
         flagged = [cost > 0 for cost in costs]
         stats["judge"] = f"cost model {folder} (C > 0)"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 OFFLINE_DEFAULTS = {
     # Hub look-ups retry for up to a minute without these; a user with network access can set
@@ -47,11 +49,63 @@ in a record's message, warnings included once ``logging.captureWarnings`` routes
 logging."""
 
 
+CONSOLE = {"console": True}
+"""``extra`` of a log record meant for the console in a quiet run (a stage's start and end):
+``log.info("...", extra=CONSOLE)``."""
+
+_verbose = False
+
+
+@contextmanager
+def console_verbosity(verbose: bool) -> Iterator[None]:
+    """Inside, with ``verbose``: every record but the known noise on the console, as in
+    ``train.log``; without (the default): only warnings, errors and the records marked
+    :data:`CONSOLE`."""
+    global _verbose
+    before, _verbose = _verbose, verbose
+    try:
+        yield
+    finally:
+        _verbose = before
+
+
 class QuietConsole(logging.Filter):
-    """Drops the records matching :data:`CONSOLE_NOISE` (the console handler only, so that the
-    run's ``train.log`` keeps every line)."""
+    """The console handler's filter (``train.log`` keeps every line): drops the records
+    matching :data:`CONSOLE_NOISE`, and unless ``verbose``, every record below WARNING that is
+    not marked :data:`CONSOLE` (data loading, model building, summaries: they are in
+    ``train.log`` and the run folder's ``summary.md`` / ``report.md``)."""
 
     PATTERN = re.compile("|".join(CONSOLE_NOISE))
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not self.PATTERN.search(record.getMessage())
+        if self.PATTERN.search(record.getMessage()):
+            return False
+        if _verbose or record.levelno >= logging.WARNING or getattr(record, "console", False):
+            return True
+        # Hydra's launcher, which names each job of a multirun ("#3 : stage=ppo_lag ...") once
+        # the first job's logging has taken over the console.
+        return record.name.startswith("hydra.")
+
+
+@contextmanager
+def transformers_progress_bars(enabled: bool) -> Iterator[None]:
+    """transformers 5.x draws a tqdm bar on stderr in every ``from_pretrained`` ("Loading
+    weights") and ``save_pretrained`` ("Writing model shards"), and a stage loads up to six
+    models: inside, shown only when ``enabled`` (a stage: with ``verbose`` and its bars on; the
+    stages draw their own bars over their long loops), as before afterwards (a hub download
+    before a stage keeps its bar). wandb's own lines: ``loggers.route_wandb_terminal_to_logging``.
+    """
+    from transformers.utils import logging as transformers_logging
+
+    def show(on: bool) -> None:
+        if on:
+            transformers_logging.enable_progress_bar()
+        else:
+            transformers_logging.disable_progress_bar()
+
+    before = transformers_logging.is_progress_bar_enabled()
+    show(enabled)
+    try:
+        yield
+    finally:
+        show(before)

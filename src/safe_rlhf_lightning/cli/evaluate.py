@@ -86,7 +86,9 @@ def _sample_policies(policies, prompts, template, stage, typed) -> dict[str, lis
         log.info("[%d/%d] sampling %s (%s)", index, len(policies), name, folder)
         tokenizer = load_tokenizer(folder, trust_remote_code=trust)
         model = load_causal_lm(folder, trust_remote_code=trust)
-        responses[name] = sample_policy(model, tokenizer, prompts, template, stage, typed.seed)
+        responses[name] = sample_policy(
+            model, tokenizer, prompts, template, stage, typed.seed, f"sampling {name}"
+        )
         del model  # one policy in memory at a time
         gc.collect()
     return responses
@@ -143,7 +145,13 @@ def _judge_scores(folder, judge, prompts, responses, template, typed) -> dict[st
     log.info("scoring every response with the %s model (%s)", judge, folder)
     scores = {
         name: score_responses(
-            model, tokenizer, prompts, texts, template, max_length=typed.data.max_length
+            model,
+            tokenizer,
+            prompts,
+            texts,
+            template,
+            max_length=typed.data.max_length,
+            progress=f"{judge} of {name}",
         )
         for name, texts in responses.items()
     }

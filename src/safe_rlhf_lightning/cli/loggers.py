@@ -192,6 +192,8 @@ def build_loggers(cfg: DictConfig) -> list:
             if logger_cfg.tags is None:
                 options["tags"] = wandb_run_tags(*identity, cfg.sweep_name, launch)
         loggers.append(instantiate(logger_cfg, _convert_="all", **options))
+        if name == "wandb":  # before its run starts
+            route_wandb_terminal_to_logging(options["offline"])
         log.info("logging to %s", name)
     hyperparameters = OmegaConf.to_container(cfg, resolve=True)
     hyperparameters["launch"] = {
@@ -203,6 +205,24 @@ def build_loggers(cfg: DictConfig) -> list:
     for logger in loggers:
         logger.log_hyperparams(hyperparameters)
     return loggers
+
+
+def route_wandb_terminal_to_logging(offline: bool) -> None:
+    """wandb's own terminal lines (``wandb.termlog``/``termwarn``/``termerror``, 0.31: "Tracking
+    run with wandb version ...", "Run data is saved locally in ...", the offline sync hint,
+    the run's footer) into this project's log, i.e. ``train.log``, instead of stderr: on the
+    console only with ``verbose`` (warnings and errors always). wandb sets its terminal up
+    once per process when it loads its settings, printing unless ``WANDB_SILENT``; in its
+    silent mode with a fallback logger it prints nothing and logs each line there instead.
+    The logger is no child of ``wandb``, which wandb keeps from propagating to the root."""
+    import wandb
+
+    if offline:
+        # What Lightning's WandbLogger sets just before its run starts: set before wandb reads
+        # its settings, or wandb would find the environment changed (and say so).
+        os.environ["WANDB_MODE"] = "dryrun"
+    wandb.setup()  # loads wandb's settings, which set its terminal up; ours replaces that
+    wandb.termsetup(wandb.Settings(silent=True), log.getChild("wandb"))
 
 
 def _finish_previous_wandb_run() -> None:

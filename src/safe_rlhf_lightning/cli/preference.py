@@ -84,6 +84,7 @@ def _evaluate(ctx: StageContext, model: ScoreModel, tokenizer) -> dict[str, floa
         ctx.template,
         max_length=data.max_length,
         batch_size=stage.eval_batch_size,
+        progress="scoring held-out pairs",
     )
     metrics = preference_metrics(rows, stage.name)
     write_jsonl_atomic(ctx.run_dir / "scores.jsonl", rows)

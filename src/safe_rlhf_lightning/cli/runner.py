@@ -14,6 +14,7 @@ import fcntl
 import logging
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,8 +34,10 @@ from ..distributed import full_parameters, is_global_zero
 from ..evaluation import held_out_prompts, oracle_evaluation
 from ..files import write_json_atomic, write_jsonl_atomic, write_text_atomic
 from ..models import merge_lora
+from ..progress import progress_bars
 from .advantage import build_advantage
 from .data import ensure_benchmark, require_datasets, uses_benchmark
+from .env import CONSOLE, console_verbosity, transformers_progress_bars
 from .hub import resolve_hub_model, resolve_hub_models
 from .loggers import build_loggers, log_metrics, report_results
 from .schedules import build_schedule
@@ -176,13 +179,36 @@ def run_stage(cfg: DictConfig) -> dict:
     ensure_benchmark(typed.data)
     check_data(stage.data_needs(typed), typed)
     run_dir = Path(typed.run_dir)
-    with run_folder_lock(run_dir):
+    verbose, bars = typed.verbose, typed.trainer.enable_progress_bar
+    with (
+        run_folder_lock(run_dir),
+        console_verbosity(verbose),
+        progress_bars(bars),
+        transformers_progress_bars(verbose and bars),
+    ):
         pl.seed_everything(typed.seed, workers=True, verbose=False)
         write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-        log.info("stage %s → %s", typed.stage.name, run_dir)
+        name, started = typed.stage.name, time.monotonic()
+        if is_global_zero():
+            log.info("stage %s → %s", name, run_dir, extra=CONSOLE)
         results = stage.run(StageContext(cfg, typed, run_dir))
-        log.info("stage %s done: %s", typed.stage.name, run_dir)
+        if is_global_zero():
+            elapsed, report = _duration(time.monotonic() - started), _report_file(run_dir)
+            log.info("stage %s done in %s → %s", name, elapsed, report, extra=CONSOLE)
         return results
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
+
+
+def _report_file(run_dir: Path) -> Path:
+    """What to read first in a finished run folder: its report or summary, else the folder."""
+    for name in ("report.md", "summary.md"):
+        if (run_dir / name).is_file():
+            return run_dir / name
+    return run_dir
 
 
 def check_data(needs: list[DataNeed], typed: RunConfig) -> None:
@@ -270,7 +296,7 @@ def fit_and_report(ctx: StageContext, job: TrainingJob) -> dict:
     prompts = oracle_prompts(ctx) if job.policy is not None else []
     if prompts and stage.evaluate_before_training and is_global_zero():
         results["init"], _ = oracle_evaluation(
-            *job.policy, prompts, ctx.template, stage, ctx.run.seed
+            *job.policy, prompts, ctx.template, stage, ctx.run.seed, "sampling before training"
         )
         log_metrics(trainer, {f"init/{k}": v for k, v in results["init"].items()})
 
@@ -285,7 +311,7 @@ def fit_and_report(ctx: StageContext, job: TrainingJob) -> dict:
     results.setdefault("train", train_metrics)
     if prompts:
         results["test"], rows = oracle_evaluation(
-            *job.policy, prompts, ctx.template, stage, ctx.run.seed
+            *job.policy, prompts, ctx.template, stage, ctx.run.seed, "sampling after training"
         )
         log_metrics(trainer, {f"test/{k}": v for k, v in results["test"].items()})
         write_jsonl_atomic(ctx.run_dir / "samples.jsonl", rows)

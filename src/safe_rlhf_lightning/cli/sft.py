@@ -8,7 +8,7 @@ from ..config import RunConfig
 from ..data import SupervisedDataModule
 from ..evaluation import oracle_table
 from ..files import write_text_atomic
-from ..models import save_pretrained_atomic
+from ..models import SFT_DIALOGUE_TURNS, save_pretrained_atomic
 from ..stages import SFTModule
 from .data import datamodule_options
 from .models import build_policy, prepare_trained_model
@@ -38,6 +38,8 @@ def run_sft(ctx: StageContext) -> dict:
         tokenizer, data.sft_train, data.sft_eval, **datamodule_options(ctx.run, ctx.template)
     )
     datamodule.setup("fit")  # tokenization problems fail here, before any evaluation or training
+    # Saved in config.json: a chat then knows whether the model has seen multi-turn dialogues.
+    setattr(model.config, SFT_DIALOGUE_TURNS, datamodule.train_dataset.dialogue_turns)
     module = SFTModule(model, ctx.stage)
 
     def report(trainer, results: dict) -> None:

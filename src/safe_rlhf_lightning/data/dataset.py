@@ -129,6 +129,13 @@ class SupervisedDataset(ExampleList[SupervisedExample]):
             records, build, skip_bad_records=skip_bad_records, label=label
         )
         _log_truncated(label, self.num_truncated, len(self.examples), max_length)
+        end_of_response = tokenizer.eos_token or ""
+        self.dialogue_turns = max(
+            (template.dialogue_turns(r.prompt, end_of_response=end_of_response) for r in records),
+            default=1,
+        )
+        """The most turns of any record, in the template's dialogue layout (1: every record is
+        one prompt and its response)."""
 
 
 class PromptDataset(ExampleList[PromptExample]):

@@ -65,6 +65,19 @@ class PromptTemplate:
         parts.append(turn.replace(PROMPT_PLACEHOLDER, prompt))
         return "".join(parts)
 
+    def dialogue_turns(self, prompt: str, *, end_of_response: str) -> int:
+        """How many turns a raw ``prompt`` holds in :meth:`format_dialogue`'s layout: 1 for a
+        plain prompt, n when it carries n - 1 earlier turns, each closed by ``end_of_response``
+        (the EOS token's text) and followed by the next turn's opening (``USER: `` in the
+        default template). A dialogue in any other layout (e.g. HH-RLHF's ``Human:`` /
+        ``Assistant:`` inside one prompt) counts as one turn: it does not teach the layout in
+        which a multi-turn chat renders its history."""
+        begin = CONVERSATION_BEGIN if self.template.startswith(CONVERSATION_BEGIN) else ""
+        opening = self.template[len(begin) :].split(PROMPT_PLACEHOLDER)[0]
+        if not end_of_response or not opening.strip():
+            return 1
+        return 1 + prompt.count(end_of_response + opening)
+
     def extract_prompt(self, formatted: str) -> str:
         """The user prompt inside ``formatted`` (the inverse of ``format_prompt``)."""
         before, after = self.template.split(PROMPT_PLACEHOLDER)

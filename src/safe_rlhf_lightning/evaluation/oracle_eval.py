@@ -16,6 +16,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from ..benchmark import Oracle, evaluate_responses
 from ..data import Origin, PromptTemplate, load_records, pad_sequences, tokenize_supervised
 from ..models import ScoreModel, generate_texts
+from ..progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +77,12 @@ def held_out_prompts(
     return prompts[:limit] if limit is not None else prompts
 
 
-def sample_policy(model, tokenizer, prompts, template, stage: Any, seed: int) -> list[str]:
+def sample_policy(
+    model, tokenizer, prompts, template, stage: Any, seed: int, progress: str | None = None
+) -> list[str]:
     """One response per prompt with the stage's ``eval_*`` settings, sampled in an RNG stream of
-    its own (``seed``): the same policy gets the same samples in every run and stage."""
+    its own (``seed``): the same policy gets the same samples in every run and stage.
+    ``progress``: the name of a progress bar over the batches (None: no bar)."""
     return sample_responses(
         model,
         tokenizer,
@@ -89,12 +93,16 @@ def sample_policy(model, tokenizer, prompts, template, stage: Any, seed: int) ->
         top_p=stage.eval_top_p,
         batch_size=stage.eval_batch_size,
         seed=seed,
+        progress=progress,
     )
 
 
-def oracle_evaluation(model, tokenizer, prompts, template, stage: Any, seed: int):
+def oracle_evaluation(
+    model, tokenizer, prompts, template, stage: Any, seed: int, progress: str | None = None
+):
     """``sample_policy``, scored by the oracle: metrics and one row per response."""
-    return oracle_scores(prompts, sample_policy(model, tokenizer, prompts, template, stage, seed))
+    responses = sample_policy(model, tokenizer, prompts, template, stage, seed, progress)
+    return oracle_scores(prompts, responses)
 
 
 @torch.no_grad()
@@ -108,10 +116,12 @@ def score_responses(
     max_length: int = 256,
     batch_size: int = 64,
     origins: Sequence[Origin] | None = None,
+    progress: str | None = None,
 ) -> list[float]:
     """End score of every (prompt, response) under a reward or cost model, encoded with the
     model's own tokenizer exactly as in its training (template, response, EOS). ``origins``
-    (file and line of each record) make a prompt that does not fit an error naming its record."""
+    (file and line of each record) make a prompt that does not fit an error naming its record.
+    ``progress``: the name of a progress bar over the batches (None: no bar)."""
     if len(prompts) != len(responses):
         raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
     origins = origins if origins is not None else [None] * len(prompts)
@@ -121,7 +131,7 @@ def score_responses(
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     scores: list[float] = []
     try:
-        for start in range(0, len(prompts), batch_size):
+        for start in progress_bar(range(0, len(prompts), batch_size), progress):
             chunk = slice(start, start + batch_size)
             sequences = [
                 tokenize_supervised(p, r, tokenizer, template, max_length, origin=o)[0]

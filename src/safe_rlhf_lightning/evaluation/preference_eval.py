@@ -23,8 +23,10 @@ def score_preference_records(
     *,
     max_length: int = 256,
     batch_size: int = 64,
+    progress: str | None = None,
 ) -> list[dict]:
-    """One row per pair: the labels, both end scores and any oracle fields of the record."""
+    """One row per pair: the labels, both end scores and any oracle fields of the record.
+    ``progress``: the name of the progress bars over each response's batches (None: no bar)."""
     prompts = [record.prompt for record in records]
     origins = [record.origin for record in records]
     first, second = (
@@ -37,8 +39,11 @@ def score_preference_records(
             max_length=max_length,
             batch_size=batch_size,
             origins=origins,
+            progress=progress and f"{progress} (response {index})",
         )
-        for responses in ([r.response_0 for r in records], [r.response_1 for r in records])
+        for index, responses in enumerate(
+            ([r.response_0 for r in records], [r.response_1 for r in records])
+        )
     )
     return [_row(r, s0, s1) for r, s0, s1 in zip(records, first, second, strict=True)]
 

@@ -1,7 +1,13 @@
 """Language models and tokenizers (the tiny default, any Hugging Face model, sampling) and score
 models (reward, cost, critics) in upstream safe-rlhf's checkpoint format."""
 
-from .causal_lm import add_missing_special_tokens, build_tiny_causal_lm, load_causal_lm
+from .causal_lm import (
+    SFT_DIALOGUE_TURNS,
+    add_missing_special_tokens,
+    build_tiny_causal_lm,
+    load_causal_lm,
+    sft_dialogue_turns,
+)
 from .generation import decode, generate_texts, sample_from_logits
 from .io import save_pretrained_atomic
 from .lora import LoraSettings, LoraTargetError, add_lora, has_lora, merge_lora
@@ -17,6 +23,7 @@ from .tokenizer import load_tokenizer, train_bpe_tokenizer
 from .trainable import enable_activation_checkpointing, prepare_trainable
 
 __all__ = [
+    "SFT_DIALOGUE_TURNS",
     "ExponentialMovingAverage",
     "IdentityNormalizer",
     "LoraSettings",
@@ -40,5 +47,6 @@ __all__ = [
     "prepare_trainable",
     "sample_from_logits",
     "save_pretrained_atomic",
+    "sft_dialogue_turns",
     "train_bpe_tokenizer",
 ]

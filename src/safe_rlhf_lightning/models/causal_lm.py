@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import torch
 from transformers import (
@@ -18,6 +19,19 @@ from .tokenizer import EOS_TOKEN, PAD_TOKEN
 log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+SFT_DIALOGUE_TURNS = "sft_dialogue_turns"
+"""Key of a policy's ``config.json`` written by the SFT stage: the most dialogue turns of any
+example it was trained on (1: single prompt-response examples). Later stages load the policy
+with its config and save it again, so the key travels into their folders; a chat keeps the
+dialogue history in the prompt only for a model whose key is above 1."""
+
+
+def sft_dialogue_turns(config: Any) -> int | None:
+    """``config``'s :data:`SFT_DIALOGUE_TURNS` (None: not recorded, e.g. a hub model)."""
+    turns = getattr(config, SFT_DIALOGUE_TURNS, None)
+    return int(turns) if turns is not None else None
 
 
 def build_tiny_causal_lm(

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 from transformers import (
     DynamicCache,
     LogitsProcessorList,
@@ -17,6 +16,8 @@ from transformers import (
     TopPLogitsWarper,
 )
 from transformers.cache_utils import DynamicLayer
+
+from ..progress import progress as progress_bar
 
 
 def logits_processors(
@@ -191,7 +192,7 @@ def generate_texts(
 
     Prompts are left padded so that every row continues at the same position; the model is put in
     eval mode for the call and restored afterwards. ``progress``: a description to show a
-    progress bar over the batches (None: no bar).
+    progress bar over the batches (None: no bar; see :mod:`safe_rlhf_lightning.progress`).
     """
     was_training = model.training
     model.eval()
@@ -199,7 +200,7 @@ def generate_texts(
     texts: list[str] = []
     try:
         starts = range(0, len(prompts), batch_size)
-        for start in tqdm(starts, desc=progress, unit="batch", disable=progress is None):
+        for start in progress_bar(starts, progress):
             encoded = tokenizer(
                 list(prompts[start : start + batch_size]),
                 padding=True,

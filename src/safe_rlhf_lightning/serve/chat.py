@@ -1,4 +1,7 @@
-"""A multi-turn chatbot around a causal LM: dialogue state and prompt building, no terminal I/O."""
+"""A chatbot around a causal LM: dialogue state and prompt building, no terminal I/O. Each
+message is answered on its own unless the model was trained on multi-turn dialogues (or the
+caller asks for the history): a model that never saw a dialogue degrades from its second turn
+on when the earlier turns are in its prompt."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..data import PromptTemplate
-from ..models import generate_texts
+from ..models import generate_texts, sft_dialogue_turns
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,12 @@ class Chatbot:
         context_length: the most tokens the model reads; defaults to the model's
             ``max_position_embeddings``. When the dialogue plus ``max_new_tokens`` would not
             fit, the oldest whole turns are dropped (with a warning).
+        history: put the earlier turns of the dialogue into each prompt (multi-turn). None
+            decides by the model: only when its SFT data held multi-turn dialogues
+            (``sft_dialogue_turns`` > 1 in its config, see
+            :data:`~safe_rlhf_lightning.models.SFT_DIALOGUE_TURNS`); otherwise, and when the
+            config does not say, each message is answered on its own with the single-turn
+            prompt the model was trained on. The turns are kept either way (``/regenerate``).
     """
 
     def __init__(
@@ -65,6 +74,7 @@ class Chatbot:
         template: PromptTemplate | None = None,
         settings: GenerationSettings | None = None,
         context_length: int | None = None,
+        history: bool | None = None,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -78,6 +88,8 @@ class Chatbot:
                 f"max_new_tokens={self.settings.max_new_tokens} leaves no room for a prompt in "
                 f"the model's {self.context_length} positions"
             )
+        turns = sft_dialogue_turns(model.config)
+        self.keeps_history = history if history is not None else (turns or 1) > 1
         self._turns: list[Turn] = []
         self._generations = 0
 
@@ -93,8 +105,12 @@ class Chatbot:
         return self.context_length - self.settings.max_new_tokens
 
     def prompt_text(self, text: str) -> str:
-        """The model input for ``text`` after the current history (nothing is dropped here)."""
-        return self._render(self._turns, text)
+        """The model input for ``text``: after the current history when it is kept (nothing is
+        dropped here), else ``text`` alone in the single-turn template."""
+        return self._render(self._context(), text)
+
+    def _context(self) -> list[Turn]:
+        return self._turns if self.keeps_history else []
 
     def reply(self, text: str) -> str:
         """Answer ``text`` and add the turn to the history.
@@ -132,8 +148,9 @@ class Chatbot:
         budget = self.prompt_budget
         if budget is None:
             return
-        for dropped in range(len(self._turns) + 1):
-            if self._num_tokens(self._render(self._turns[dropped:], text)) <= budget:
+        context = self._context()
+        for dropped in range(len(context) + 1):
+            if self._num_tokens(self._render(context[dropped:], text)) <= budget:
                 break
         else:
             raise ChatError(
