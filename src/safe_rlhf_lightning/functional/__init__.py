@@ -24,7 +24,7 @@ from .grpo_objective import (
 from .lagrange import lagrangian_loss, pid_lambda
 from .logprobs import gather_logprobs, sequence_logprobs
 from .losses import ptx_loss, sft_loss
-from .masking import masked_mean, masked_sum
+from .masking import masked_mean, masked_sum, response_lengths
 from .merge import merge_state_dicts
 from .ppo import (
     clipped_value_loss,
@@ -82,6 +82,7 @@ __all__ = [
     "pid_lambda",
     "ppo_actor_loss",
     "ptx_loss",
+    "response_lengths",
     "reward_pairwise_loss",
     "reward_tokenwise_loss",
     "rloo_advantages",
