@@ -44,6 +44,7 @@ from .preference import (
     diverging_span_mask,
     end_index,
     end_scores,
+    multi_head_cost_loss,
     reward_pairwise_loss,
     reward_tokenwise_loss,
 )
@@ -79,6 +80,7 @@ __all__ = [
     "merge_state_dicts",
     "mix_advantages",
     "mix_constrained_advantages",
+    "multi_head_cost_loss",
     "pid_lambda",
     "ppo_actor_loss",
     "ptx_loss",
