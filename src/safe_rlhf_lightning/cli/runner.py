@@ -33,6 +33,7 @@ from ..evaluation import held_out_prompts, oracle_evaluation
 from ..files import write_json_atomic, write_jsonl_atomic, write_text_atomic
 from ..models import merge_lora
 from .advantage import build_advantage
+from .constraints import check_constraints
 from .data import ensure_benchmark, require_datasets, uses_benchmark
 from .hub import resolve_hub_model, resolve_hub_models
 from .loggers import build_loggers, log_metrics, report_results
@@ -140,6 +141,8 @@ def validate_config(cfg: DictConfig) -> RunConfig:
         typed.advantage = OmegaConf.to_container(cfg.advantage, resolve=True)
         if typed.stage.name == "ppo_lag":
             build_advantage(cfg)
+    if typed.stage.name == "ppo_lag":
+        check_constraints(typed)
     return typed
 
 

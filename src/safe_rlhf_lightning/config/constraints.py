@@ -7,10 +7,13 @@ is two-stream (``learned``, ``pid``); a ``fixed`` one shapes the reward (R - ν_
 metric keys ``lambda/<name>``, ``cost/<name>`` and in the names of its models) to a
 :class:`ConstraintConfig`, kept in order.
 
-``constraints: null`` (the default) is today's single constraint, named ``cost``: the cost model
-``stage.cost_model``, the limit ``cost_threshold.cost_limit`` and the ``lambda_schedule`` group,
-with the same results bit for bit. Scorer names, head indices and the λ schedules' options are
-checked before any model is loaded (``cli/constraints.py``).
+No constraint (the default: no option of the group selected) is today's single constraint, named
+``cost``: the cost model ``stage.cost_model``, the limit ``cost_threshold.cost_limit`` and the
+``lambda_schedule`` group; the option ``cost`` lists it explicitly, with the same results bit for
+bit. The names are the keys of a mapping, so each appears once (a YAML file naming one twice is
+refused while it is read, naming it). A constraint is added on the command line with
+``+constraints.<name>={scorer: length, limit: 24}``. Scorer names, head indices and the λ
+schedules' options are checked before any model is loaded (``cli/constraints.py``).
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ import math
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
-from .checks import _check
+from .checks import ConfigError, _check
 
 # The one scorer that reads a model; every other ``scorer`` names a rule scorer
 # (``stages.constraints.RULE_SCORERS``).
@@ -92,10 +96,22 @@ class ConstraintConfig:
         )
 
 
-def check_constraints(constraints: dict[str, ConstraintConfig] | None) -> None:
-    """Every entry's own checks; an empty mapping is refused (null is the default constraint)."""
-    if constraints is None:
-        return
-    _check(len(constraints) > 0, "constraints", "null or at least one constraint", constraints)
-    for name, constraint in constraints.items():
-        constraint.check(name)
+def typed_constraints(entries: dict[str, Any]) -> dict[str, ConstraintConfig]:
+    """The ``constraints`` mapping with each entry a checked :class:`ConstraintConfig`; an
+    unknown field, a value of the wrong type or a missing limit is a ConfigError naming it."""
+    typed = {}
+    for name, entry in entries.items():
+        key = f"constraints.{name}"
+        if not isinstance(entry, ConstraintConfig):
+            _check(isinstance(entry, dict), key, "a mapping of ConstraintConfig fields", entry)
+            try:
+                node = OmegaConf.merge(OmegaConf.structured(ConstraintConfig), entry)
+                entry = OmegaConf.to_object(node)
+            except MissingMandatoryValue as error:
+                raise ConfigError(f"config key '{key}.{error.full_key}' is required") from None
+            except OmegaConfBaseException as error:
+                first = str(error).splitlines()[0]
+                raise ConfigError(f"config key '{key}.{error.full_key}': {first}") from None
+        entry.check(name)
+        typed[name] = entry
+    return typed

@@ -139,7 +139,7 @@ class PPOLagModule(pl.LightningModule):
         self.config = config
         self.save_hyperparameters(dataclasses.asdict(config))  # plain values: weights_only loads
         self.eos_token_id, self.pad_token_id = eos_token_id, pad_token_id
-        self.reward_retokenizer, self.cost_retokenizer = reward_retokenizer, cost_retokenizer
+        self.reward_retokenizer = reward_retokenizer
         self.sampling = sampling_options(config)
         self.decode, self.observer, self.sample_sink = decode, observer, sample_sink
         self.history: list[dict[str, float]] = []
