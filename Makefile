@@ -9,6 +9,8 @@
 #   make wandb-sync   upload the experiment's offline W&B runs (needs a W&B API key)
 #   make sweep-advantage   round 1's PPO with each advantage estimator (gae, grpo, dr_grpo, rloo)
 #               x the learned and PID λ, + summary
+#   make constraints   round 1's PPO under several constraints: per harm category (a cost head each,
+#               conf/constraints/per_category.yaml) and harm + a length budget (harm_and_length.yaml)
 #   make sacpo   SACPO's two DPO steps and the P-SACPO merge (SACPO_WEIGHT), evaluated beside Safe RLHF
 #   make test   create .venv, install, run the whole test suite (make test-fast: without slow tests)
 #   make lint   ruff check and format check (make format fixes)
@@ -149,6 +151,23 @@ $(ROUND1)/p_sacpo/model/config.json: $(ROUND1)/sacpo_safety/model/config.json $(
 $(ROUND1)/sacpo_eval/results.json: $(call ppo_dir,learned)/model/config.json $(ROUND1)/p_sacpo/model/config.json $(STAGE_FORCE)
 	$(TRAIN) stage=eval hydra.run.dir=$(ROUND1)/sacpo_eval \
 		'stage.policies={sft: $(ROUND1)/sft/model, safe_rlhf: $(call ppo_dir,learned)/model, sacpo_helpful: $(ROUND1)/sacpo_helpful/model, sacpo: $(ROUND1)/sacpo_safety/model, p_sacpo: $(ROUND1)/p_sacpo/model}'
+
+# Several constraints at once (conf/constraints/): (a) one constraint per harm category, each a
+# head of a multi-head cost model (cost stage with stage.categories, run into cost_categories/),
+# tight limits on some categories and loose on others; (b) the harm constraint plus a length
+# budget. Each then evaluated beside SFT and Safe RLHF (round1/constraints_eval/report.md).
+CATEGORIES := [Cybercrime,Drugs,Violence,Economic Crime,Privacy Violation,Physical Harm]
+.PHONY: constraints
+constraints: $(ROUND1)/constraints_eval/results.json
+$(ROUND1)/cost_categories/model/config.json: $(ROUND1)/sft/model/config.json $(STAGE_FORCE)
+	$(TRAIN) stage=cost hydra.run.dir=$(ROUND1)/cost_categories 'stage.categories=$(CATEGORIES)'
+$(ROUND1)/ppo_lag_per_category/model/config.json: $(ROUND1)/reward/model/config.json $(ROUND1)/cost_categories/model/config.json $(STAGE_FORCE)
+	$(TRAIN) stage=ppo_lag constraints=per_category hydra.run.dir=$(ROUND1)/ppo_lag_per_category
+$(ROUND1)/ppo_lag_harm_length/model/config.json: $(ROUND1)/reward/model/config.json $(ROUND1)/cost/model/config.json $(STAGE_FORCE)
+	$(TRAIN) stage=ppo_lag constraints=harm_and_length hydra.run.dir=$(ROUND1)/ppo_lag_harm_length
+$(ROUND1)/constraints_eval/results.json: $(call ppo_dir,learned)/model/config.json $(ROUND1)/ppo_lag_per_category/model/config.json $(ROUND1)/ppo_lag_harm_length/model/config.json $(STAGE_FORCE)
+	$(TRAIN) stage=eval hydra.run.dir=$(ROUND1)/constraints_eval \
+		'stage.policies={sft: $(ROUND1)/sft/model, safe_rlhf: $(call ppo_dir,learned)/model, per_category: $(ROUND1)/ppo_lag_per_category/model, harm_and_length: $(ROUND1)/ppo_lag_harm_length/model}'
 
 # Rounds 2 and 3: round k collects pairs from round k-1's policy, retrains R | C from the SFT
 # policy on the base data plus every round's collected pairs, and runs PPO-Lagrangian from round

@@ -6,6 +6,7 @@ that names the key. (The bad-data corpus is ``test_bad_input.py``.)"""
 from __future__ import annotations
 
 import pytest
+import yaml
 from hydra.errors import ConfigCompositionException
 
 from safe_rlhf_lightning.cli.runner import run_stage, validate_config
@@ -34,7 +35,8 @@ COMPOSITION = [
     (["cost_threshold=minus5"], "cost_threshold"),
     (["rounds=paper7"], "rounds"),
     (["debug=slow"], "debug"),
-]
+    (["stage=ppo_lag", "constraints=everything"], "constraints"),
+]  # fmt: skip
 
 # Values of the right type but out of range: refused by the schemas' checks.
 VALUES = [
@@ -55,7 +57,28 @@ VALUES = [
     (["stage=ppo_lag", "advantage=dr_grpo", "stage.cost_critic_init=/v"], "stage.cost_critic_init"),
     (["rounds.1.lambda_lr=-1"], "rounds.<k>.lambda_lr"),
     (["round=0"], "round"),
-]
+    # Constraints are typed when the config is checked (so that one can be added on the command
+    # line): a wrong type or an unknown field is refused there, naming it.
+    (["stage=ppo_lag", "constraints=harm_and_length", "constraints.length.limit=long"],
+     "constraints.length.limit"),
+    (["stage=ppo_lag", "constraints=harm_and_length", "+constraints.length.limt=3"],
+     "constraints.length.limt"),
+    (["stage=ppo_lag", "+constraints.length={scorer: length}"], "constraints.length.limit"),
+    (["stage=ppo_lag", "constraints=harm_and_length", "constraints.length.scorer=lenght"],
+     "constraints.length.scorer"),
+    (["stage=ppo_lag", "+constraints.reward={scorer: length, limit: 3}"], "constraints.reward"),
+    (["stage=ppo_lag", "constraints=harm_and_length", "constraints.length.limit=nan"],
+     "constraints.length.limit"),
+    (["stage=ppo_lag", "constraints=harm_and_length", "constraints.harm.cost_model=null"],
+     "constraints.harm.cost_model"),
+    (["stage=ppo_lag", "constraints=harm_and_length", "+constraints.length.lambda_schedule.kq=1"],
+     "constraints.length.lambda_schedule"),
+    (["stage=ppo_lag", "constraints=harm_and_length", "constraints.length.lambda_schedule.ki=-1"],
+     "constraints.length.lambda_schedule"),
+    (["stage=ppo_lag", "constraints=harm_and_length",
+      "+constraints.length.lambda_schedule.cost_limit=3"],
+     "constraints.length.lambda_schedule.cost_limit"),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(("overrides", "key"), COMPOSITION)
@@ -73,6 +96,22 @@ def test_a_value_out_of_range_fails_validation_naming_the_key(overrides, key, tm
         validate_config(cfg)
     message = str(error.value)
     assert f"config key '{key}'" in message and "\n" not in message, message
+
+
+def test_a_constraint_named_twice_fails_reading_the_file_naming_it(tmp_path):
+    """Constraints are the keys of a mapping: a file naming one twice is refused as it is read."""
+    options = tmp_path / "extra" / "constraints"
+    options.mkdir(parents=True)
+    (options / "twice.yaml").write_text(
+        "harm: {scorer: length, limit: 1}\nharm: {scorer: length, limit: 2}\n"
+    )
+    overrides = [
+        "stage=ppo_lag",
+        f"hydra.searchpath=[file://{options.parent}]",
+        "constraints=twice",
+    ]
+    with pytest.raises(yaml.constructor.ConstructorError, match="found duplicate key harm"):
+        compose_run_config(overrides, tmp_path)
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +143,10 @@ RUNS = [
     (["stage=eval", "stage.policies={{a: '{models}/sft'}}", "stage.reward_model={models}/reward",
       "stage.cost_model={models}/sft"], "stage.cost_model", ConfigError),
     (["trainer=gpu"], "trainer.accelerator", ConfigError),
+    # A head index out of range (a one-head cost model), refused before the actor is loaded.
+    ([*PPO, "stage.actor_init={models}/sft", "stage.reward_model={models}/reward",
+      "+constraints.harm={{cost_model: '{models}/cost', head: 3, limit: 0}}"],
+     "constraints.harm.head", ConfigError),
 ]  # fmt: skip
 
 

@@ -181,6 +181,45 @@ def test_ppo_lagrangian_under_two_process_ddp_keeps_lambda_and_weights_identical
 
 
 @pytest.mark.slow
+def test_two_constraints_under_two_process_ddp_keep_every_multiplier_identical(
+    model_folders, benchmark_dir, tmp_path
+):
+    """Each λ_k is updated from its own window of the costs gathered from both ranks."""
+    _train(
+        [
+            "stage=ppo_lag",
+            "debug=fast",
+            "stage.max_steps=3",
+            "stage.batch_size=4",
+            "stage.num_return_sequences=2",
+            "stage.max_new_tokens=8",
+            "stage.minibatch_size=4",
+            "stage.eval_limit=8",
+            "stage.eval_max_new_tokens=8",
+            f"stage.actor_init={model_folders / 'sft'}",
+            f"stage.reward_model={model_folders / 'reward'}",
+            f"stage.cost_model={model_folders / 'cost'}",
+            f"data.root={benchmark_dir}",
+            "constraints=harm_and_length",
+            "constraints.harm.limit=-10",  # violated: λ_harm rises
+            "constraints.length.limit=2",  # violated: λ_length rises
+        ],
+        tmp_path,
+    )
+    run_dir = tmp_path / "runs" / "default" / "round1" / "ppo_lag"
+    results = json.loads((run_dir / "results.json").read_text())
+    ranks = results["ranks"]
+    assert results["ranks_in_sync"] is True
+    digests = ("actor_digest", "reward_critic_digest", "harm_critic_digest", "length_critic_digest")
+    for key in ("lambda", "episode_cost_window", *digests):
+        assert ranks[0][key] == ranks[1][key], key
+    assert ranks[0]["prompts_digest"] != ranks[1]["prompts_digest"]
+    history = [json.loads(line) for line in (run_dir / "history.jsonl").open()]
+    assert ranks[0]["lambda"] == [history[-1]["lambda/harm"], history[-1]["lambda/length"]]
+    assert history[-1]["lambda/harm"] > 1.0 and history[-1]["lambda/length"] > 0.0
+
+
+@pytest.mark.slow
 def test_reward_stage_under_two_process_ddp(model_folders, benchmark_dir, tmp_path):
     _train(
         [

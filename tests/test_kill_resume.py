@@ -143,10 +143,10 @@ def _outcome(run_dir: Path) -> dict:
         "history": [{k: v for k, v in row.items() if not timing(k)} for row in history],
         "results": json.loads((run_dir / "results.json").read_text()).get("test"),
         "samples": _lines(run_dir / "samples_train.jsonl"),
-        "weights": {
-            name: load_file(run_dir / name / "model.safetensors")
-            for name in ("model", "reward_critic", "cost_critic")
-            if (run_dir / name).exists()  # a critic-free estimator saves none
+        "weights": {  # the actor and every critic (a critic-free estimator saves none)
+            folder.name: load_file(folder / "model.safetensors")
+            for folder in sorted(run_dir.iterdir())
+            if (folder / "model.safetensors").is_file()
         },
     }
 
@@ -166,6 +166,22 @@ def test_critic_free_ppo_lagrangian_killed_at_a_random_step_resumes_to_the_same_
     _kill_resume_and_compare_ppo(overrides, tmp_path)
     for run in ("straight", "killed"):  # save_critics is on, but there is no critic to save
         assert sorted(_outcome(tmp_path / run)["weights"]) == ["model"]
+
+
+def test_ppo_under_two_constraints_killed_at_a_random_step_resumes_to_the_same_end(
+    model_folders, benchmark_dir, tmp_path
+):
+    """Both multipliers, their windows and both cost critics come back (their per-step λ and
+    costs are in the compared history)."""
+    overrides = [
+        *_ppo_overrides(model_folders, benchmark_dir, tmp_path),
+        "constraints=harm_and_length",
+        "constraints.length.limit=4",
+    ]
+    _kill_resume_and_compare_ppo(overrides, tmp_path)
+    straight = _outcome(tmp_path / "straight")
+    assert {"harm_critic", "length_critic"} <= set(straight["weights"])
+    assert len({row["lambda/length"] for row in straight["history"]}) > 1  # λ_length moved
 
 
 def test_ppo_with_skipped_updates_killed_at_a_random_step_resumes_to_the_same_end(

@@ -29,11 +29,12 @@ class Rollout(NamedTuple):
     logprobs: Tensor  # (B, T) under the actor at sampling time (the "old" policy)
     ref_logprobs: Tensor  # (B, T) under the frozen reference policy
     reward: Tensor  # (B,) end score of the reward model R
-    cost: Tensor  # (B,) end score of the cost model C (zeros when there is none)
+    cost: Tensor  # (K, B) end cost of each constraint (zeros when it has no scorer)
     reward_values: (
         Tensor | None
     )  # (B, T) reward critic V_R (or the only critic); None without critics
-    cost_values: Tensor | None  # (B, T) cost critic V_C; None for one-stream schedules
+    # S × (B, T): the cost critic V_Ck of each two-stream constraint; None without any
+    cost_values: tuple[Tensor, ...] | None
 
     @property
     def prompt_length(self) -> int:
@@ -181,6 +182,17 @@ def end_score(
     retokenize: Retokenizer | None = None,
 ) -> Tensor:
     """(B,) the model's score of each whole sequence, at its last attended token."""
+    return end_scores(model, input_ids, attention_mask, retokenize)[:, 0]
+
+
+def end_scores(
+    model: ScoreModel,
+    input_ids: Tensor,
+    attention_mask: Tensor,
+    retokenize: Retokenizer | None = None,
+) -> Tensor:
+    """(B, D) every score of a D-head model for each whole sequence, at its last attended
+    token."""
     if retokenize is not None:
         input_ids, attention_mask = retokenize(input_ids, attention_mask)
-    return model(input_ids, attention_mask).end_scores[:, 0]
+    return model(input_ids, attention_mask).end_scores

@@ -47,5 +47,5 @@ class SafetyPreferenceBatch(NamedTuple):
     safer_attention_mask: Tensor  # (B, L) bool
     unsafer_input_ids: Tensor  # (B, L) long
     unsafer_attention_mask: Tensor  # (B, L) bool
-    safer_sign: Tensor  # (B,) long in {-1, +1}
-    unsafer_sign: Tensor  # (B,) long in {-1, +1}
+    safer_sign: Tensor  # (B,) long in {-1, +1}; (B, K) per harm category (K cost heads)
+    unsafer_sign: Tensor  # (B,) long in {-1, +1}; (B, K)

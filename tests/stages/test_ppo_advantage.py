@@ -24,6 +24,7 @@ from safe_rlhf_lightning.lagrange import FixedLambda, LearnedLambda, NoLambda, P
 from safe_rlhf_lightning.rollout import Rollout
 from safe_rlhf_lightning.stages import PPOLagModule, updates_per_rollout
 from safe_rlhf_lightning.stages.ppo_lag_advantages import estimate, group_ids
+from safe_rlhf_lightning.stages.ppo_lag_constraints import Constraint
 from tests.conftest import compose_run_config, quick_trainer
 from tests.ppo_faults import inject_nonfinite
 from tests.stages.test_ppo_stage import ppo_config, score_model, tiny_lm
@@ -104,7 +105,7 @@ def _rollout(groups: int = 3, k: int = 4, length: int = 5, seed: int = 0) -> Rol
         logprobs=-torch.rand(size, length, generator=generator),
         ref_logprobs=-torch.rand(size, length, generator=generator),
         reward=reward,
-        cost=torch.randn(size, generator=generator),
+        cost=torch.randn(1, size, generator=generator),  # one constraint
         reward_values=None,
         cost_values=None,
     )
@@ -120,7 +121,7 @@ def test_lambda_zero_is_plain_grpo_or_rloo_on_the_reward(name, schedule):
         "pid_at_zero": PIDLambda(cost_limit=0.0, init=0.0),  # two streams, λ = 0
         "fixed_at_zero": FixedLambda(nu=0.0),
     }[schedule]
-    targets = estimate(estimator, rollout, schedule, config)
+    targets = estimate(estimator, rollout, [Constraint("cost", schedule)], config)
 
     groups = torch.arange(3).repeat_interleave(4)
     kl_weight = -0.1 if estimator.kl_penalty == "reward" else 0.0
@@ -146,7 +147,7 @@ def test_two_streams_are_mixed_with_lambda_as_with_gae(name):
     estimator, rollout = ESTIMATORS[name], _rollout(seed=1)
     config = ppo_config(num_return_sequences=4, kl_coef=0.1)
     schedule = PIDLambda(cost_limit=0.0, init=2.0)
-    targets = estimate(estimator, rollout, schedule, config)
+    targets = estimate(estimator, rollout, [Constraint("cost", schedule)], config)
 
     groups, mask = torch.arange(3).repeat_interleave(4), rollout.response_mask
     kl_coef = 0.1 if estimator.kl_penalty == "reward" else 0.0
@@ -160,7 +161,7 @@ def test_two_streams_are_mixed_with_lambda_as_with_gae(name):
         scale = estimator.scale_by_std
         return token_advantages(grpo_advantages(score, groups, scale_by_std=scale), mask)
 
-    expected = mix_advantages(stream(rollout.reward, -1), stream(rollout.cost, 1), 2.0)
+    expected = mix_advantages(stream(rollout.reward, -1), stream(rollout.cost[0], 1), 2.0)
     torch.testing.assert_close(targets["advantages"], expected, rtol=0, atol=1e-6)
 
 

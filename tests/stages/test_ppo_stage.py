@@ -368,6 +368,7 @@ def test_shared_critic_gives_both_values_from_one_backbone_pass(small_tokenizer)
     reward_values, cost_values = module.values(ids, mask, prompt_length=2)
     assert len(calls) == 1
     torch.testing.assert_close(reward_values, one[:, 1:-1, 0])
+    (cost_values,) = cost_values  # the one cost stream
     assert cost_values.shape == (1, 3)
 
 

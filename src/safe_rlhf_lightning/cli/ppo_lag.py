@@ -15,12 +15,18 @@ from ..benchmark import evaluate_responses
 from ..config import ConfigError, PPOLagStageConfig, RunConfig
 from ..data import PromptDataModule, PromptTemplate, SupervisedDataModule, read_jsonl_rows
 from ..distributed import gather_objects, ranks_in_sync, replicates_parameters
-from ..evaluation import oracle_table, plot_training_curves, second_half_oscillation
+from ..evaluation import (
+    oracle_table,
+    plot_constraint_curves,
+    plot_training_curves,
+    second_half_oscillation,
+)
 from ..files import append_jsonl, write_jsonl_atomic, write_text_atomic
 from ..models import ScoreModel, load_causal_lm, load_tokenizer, save_pretrained_atomic
 from ..rollout import Retokenizer, same_tokenizer
 from ..stages import PPOLagModule, updates_per_rollout
 from .advantage import build_advantage
+from .constraints import ConstraintModels, check_heads, load_constraints
 from .data import datamodule_options, uses_benchmark
 from .hub import require_model_folder
 from .models import load_score_model, prepare_trained_model
@@ -44,6 +50,7 @@ def run_ppo_lag(ctx: StageContext) -> dict:
     schedule = build_schedule(ctx.cfg)
     advantage = build_advantage(ctx.cfg)
     trust, dtype = typed.model.trust_remote_code, typed.model.dtype
+    check_heads(typed)  # before any model is loaded
 
     require_model_folder(
         stage.actor_init,
@@ -62,17 +69,34 @@ def run_ppo_lag(ctx: StageContext) -> dict:
     )
     _require_same_tokens(stage.reference_init, "stage.reference_init", tokenizer, typed)
     reference = load_causal_lm(stage.reference_init, trust_remote_code=trust, dtype=dtype)
-    reward_model, reward_retokenizer = _score_model(stage.reward_model, "reward", tokenizer, typed)
-    cost_model, cost_retokenizer = (None, None)
-    if stage.cost_model is not None:
-        cost_model, cost_retokenizer = _score_model(stage.cost_model, "cost", tokenizer, typed)
-    elif schedule.two_streams:
-        raise ConfigError(f"config key 'stage.cost_model' is needed by {type(schedule).__name__}")
-    reward_critic, cost_critic = (
-        _critics(stage, schedule.two_streams, tokenizer, typed)
-        if advantage.critics
-        else (None, None)  # a critic-free estimator loads, trains and saves none
+    reward_model, reward_retokenizer = _score_model(
+        stage.reward_model, "reward", "stage.reward_model", tokenizer, typed
     )
+    if typed.constraints:
+        plan = load_constraints(
+            typed,
+            lambda path, key: _score_model(path, "cost", key, tokenizer, typed),
+            stage.reward_critic_init,
+        )
+        cost_model, cost_retokenizer, schedule = plan.cost_models, None, None
+        reward_critic, cost_critic = (
+            _constraint_critics(stage, plan, tokenizer, typed) if advantage.critics else (None, {})
+        )
+    else:
+        plan, cost_model, cost_retokenizer = None, None, None
+        if stage.cost_model is not None:
+            cost_model, cost_retokenizer = _score_model(
+                stage.cost_model, "cost", "stage.cost_model", tokenizer, typed
+            )
+        elif schedule.two_streams:
+            raise ConfigError(
+                f"config key 'stage.cost_model' is needed by {type(schedule).__name__}"
+            )
+        reward_critic, cost_critic = (
+            _critics(stage, schedule.two_streams, tokenizer, typed)
+            if advantage.critics
+            else (None, None)  # a critic-free estimator loads, trains and saves none
+        )
 
     loader = _train_loader(typed, tokenizer, ctx.template)
     module = PPOLagModule(
@@ -92,8 +116,13 @@ def run_ppo_lag(ctx: StageContext) -> dict:
         decode=lambda ids: [
             t.strip() for t in tokenizer.batch_decode(ids, skip_special_tokens=True)
         ],
-        observer=_oracle_observer(ctx.template) if uses_benchmark(data.prompt_train) else None,
+        observer=(
+            _oracle_observer(ctx.template, per_category=len(typed.constraints) > 1)
+            if uses_benchmark(data.prompt_train)
+            else None
+        ),
         sample_sink=_SampleFile(run_dir / "samples_train.jsonl", lambda: module.trainer),
+        constraints=plan.constraints if plan is not None else None,
     )
     rollouts = stage.batch_size * stage.num_return_sequences
     updates = updates_per_rollout(rollouts, stage.update_epochs, stage.minibatch_size)
@@ -113,27 +142,27 @@ def run_ppo_lag(ctx: StageContext) -> dict:
         plot_training_curves(
             {results["schedule"]: history},
             run_dir / "training_curves.png",
-            typed.cost_threshold.cost_limit,
+            typed.cost_threshold.cost_limit if plan is None else None,
         )
+        if len(module.constraints) > 1:  # one constraint: today's keys, in training_curves.png
+            limits = {c.name: c.limit for c in module.constraints}
+            plot_constraint_curves(history, limits, run_dir / "constraint_curves.png")
         results["train"] = _training_summary(history)
         _write_summary(run_dir, results)
 
     folders = {"model": (actor, lambda m, path: save_pretrained_atomic(m, tokenizer, path))}
     if stage.save_critics:
         first = "critic" if module.shared_critic else "reward_critic"
-        for name, critic in {first: reward_critic, "cost_critic": cost_critic}.items():
-            if critic is not None:  # none with a critic-free estimator
-                folders[name] = (critic, lambda m, path: m.save_pretrained(path, tokenizer))
+        for name, critic in module.named_trained_models().items():  # none without critics
+            if name != "actor":
+                folder = first if name == "reward_critic" else name
+                folders[folder] = (critic, lambda m, path: m.save_pretrained(path, tokenizer))
     job = TrainingJob(
         module,
         {"train_dataloaders": loader},
         folders=folders,
         policy=(actor, tokenizer),
-        results={
-            "schedule": type(schedule).__name__,
-            "advantage": advantage.name,
-            "cost_limit": typed.cost_threshold.cost_limit,
-        },
+        results=_run_results(typed, module, advantage.name),
         checkpoint_per_ppo_step=True,
         # Lightning's steps are optimizer updates here: `updates` per PPO step. Gradients are
         # clipped per model inside the module (manual optimization); every PPO step is logged.
@@ -161,6 +190,43 @@ def _deepspeed_clipping(max_grad_norm: float) -> Callable[[pl.Trainer], None]:
     return configure
 
 
+def _run_results(typed: RunConfig, module: PPOLagModule, advantage: str) -> dict:
+    """What results.json says of the run's method: its schedule(s), estimator and limit(s)."""
+    if not typed.constraints:
+        return {
+            "schedule": type(module.schedule).__name__,
+            "advantage": advantage,
+            "cost_limit": typed.cost_threshold.cost_limit,
+        }
+    constraints = {
+        c.name: {
+            "schedule": type(c.schedule).__name__,
+            "limit": c.limit,
+            "scorer": typed.constraints[c.name].scorer,
+        }
+        for c in module.constraints
+    }
+    schedules = "+".join(sorted({v["schedule"] for v in constraints.values()}))
+    return {"schedule": schedules, "advantage": advantage, "constraints": constraints}
+
+
+def _constraint_critics(stage: PPOLagStageConfig, plan: ConstraintModels, tokenizer, typed):
+    """V_R and each two-stream constraint's V_Ck (or one shared critic with a head each)."""
+    reward_critic = _critic(stage.reward_critic_init, "stage.reward_critic_init", tokenizer, typed)
+    if stage.shared_critic and plan.critic_inits:
+        return reward_critic.with_extra_head(len(plan.critic_inits)), {}
+    critics = {}
+    for name, (folder, key, head) in plan.critic_inits.items():
+        critic = _critic(folder, key, tokenizer, typed)
+        if critic.score_dim > 1 and head is None:
+            raise ConfigError(
+                f"config key '{key}': {folder} has {critic.score_dim} heads; a cost critic "
+                "starts from one (a one-head model, or the constraint's own cost model)"
+            )
+        critics[name] = critic.with_heads([head]) if critic.score_dim > 1 else critic
+    return reward_critic, critics
+
+
 def _critics(stage: PPOLagStageConfig, two_streams: bool, tokenizer, typed: RunConfig):
     """V_R and V_C (None for one-stream schedules and a shared, two-head V_R)."""
     reward_critic = _critic(stage.reward_critic_init, "stage.reward_critic_init", tokenizer, typed)
@@ -173,13 +239,12 @@ def _critics(stage: PPOLagStageConfig, two_streams: bool, tokenizer, typed: RunC
     return reward_critic, None
 
 
-def _score_model(path: str, name: str, actor_tokenizer, typed: RunConfig):
-    """A frozen R or C, and a re-tokenizer when its tokenizer is not the actor's."""
-    require_model_folder(path, f"stage.{name}_model", f"run the {name} stage first", kind="score")
+def _score_model(path: str, name: str, key: str, actor_tokenizer, typed: RunConfig):
+    """A frozen R or C (``key`` names its folder), and a re-tokenizer when its tokenizer is
+    not the actor's."""
+    require_model_folder(path, key, f"run the {name} stage first", kind="score")
     trust = typed.model.trust_remote_code
-    model = load_score_model(
-        path, name, f"stage.{name}_model", trust_remote_code=trust, dtype=typed.model.dtype
-    )
+    model = load_score_model(path, name, key, trust_remote_code=trust, dtype=typed.model.dtype)
     tokenizer = load_tokenizer(path, trust_remote_code=trust)
     if same_tokenizer(tokenizer, actor_tokenizer):
         return model, None
@@ -225,14 +290,20 @@ def _train_loader(typed: RunConfig, tokenizer, template: PromptTemplate):
     return CombinedLoader(loaders, mode="max_size_cycle")
 
 
-def _oracle_observer(template: PromptTemplate):
-    """Oracle metrics of each rollout, logged next to the learned R and C (never trained on)."""
+def _oracle_observer(template: PromptTemplate, per_category: bool):
+    """Oracle metrics of each rollout, logged next to the learned R and C (never trained on);
+    ``per_category`` (runs under several constraints) adds the harmful ratio of the rollout's
+    harmful prompts of each harm category (``oracle_harmful_ratio/<category>``)."""
     keys = ("harmful_ratio_harmful", "harmful_ratio_dual_use", "helpfulness_benign", "cost")
 
     def observe(prompts: list[str], responses: list[str]) -> dict[str, float]:
         raw = [template.extract_prompt(p) for p in prompts]
         metrics = evaluate_responses(raw, responses)
-        return {f"oracle_{k}": metrics[k] for k in keys if k in metrics}
+        observed = {f"oracle_{k}": metrics[k] for k in keys if k in metrics}
+        if per_category:
+            categories = {k: v for k, v in metrics.items() if k.startswith("harmful_ratio/")}
+            observed |= {f"oracle_{k}": v for k, v in categories.items()}
+        return observed
 
     return observe
 
@@ -266,7 +337,9 @@ def _training_summary(history: list[dict]) -> dict:
     if not history:
         return {}
     last = history[-max(1, len(history) // 10) :]  # the last tenth of the run
-    keys = [k for k in ("reward", "cost", "episode_cost", "lambda") if k in last[-1]]
+    per_run = ("reward", "cost", "episode_cost", "lambda")
+    per_constraint = ("cost/", "episode_cost/", "lambda/")  # with several constraints
+    keys = [k for k in last[-1] if k in per_run or k.startswith(per_constraint)]
     summary = {f"final_{k}": sum(r[k] for r in last) / len(last) for k in keys}
     summary["steps"] = len(history)
     summary["seconds_per_step"] = sum(r["seconds_per_step"] for r in history) / len(history)
@@ -277,7 +350,14 @@ def _training_summary(history: list[dict]) -> dict:
 
 
 def _write_summary(run_dir: Path, results: dict) -> None:
-    lines = [f"# PPO ({results['schedule']}), cost limit {results['cost_limit']}", ""]
+    if "constraints" in results:
+        limits = ", ".join(
+            f"{name} <= {c['limit']} ({c['schedule']})"
+            for name, c in results["constraints"].items()
+        )
+        lines = [f"# PPO under {len(results['constraints'])} constraints: {limits}", ""]
+    else:
+        lines = [f"# PPO ({results['schedule']}), cost limit {results['cost_limit']}", ""]
     if "test" in results:
         columns = {"start": results["init"]} if "init" in results else {}
         columns["after PPO"] = results["test"]
@@ -289,6 +369,8 @@ def _write_summary(run_dir: Path, results: dict) -> None:
     lines += ["| quantity | value |", "|---|---:|"]
     lines += [f"| {k} | {v:.4f} |" for k, v in results.get("train", {}).items()]
     lines += ["", "![training curves](training_curves.png)", ""]
+    if len(results.get("constraints", ())) > 1:
+        lines += ["![each constraint](constraint_curves.png)", ""]
     text = "\n".join(lines)
     write_text_atomic(run_dir / "summary.md", text)
     log.info("PPO summary (%s):\n%s", run_dir / "summary.md", text)

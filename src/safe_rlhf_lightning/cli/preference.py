@@ -15,7 +15,7 @@ from .data import datamodule_options
 from .hub import require_model_folder
 from .loggers import log_metrics
 from .models import prepare_trained_model
-from .runner import DataNeed, StageContext, TrainingJob, fit_and_report
+from .runner import DataNeed, StageContext, TrainingJob, fit_and_report, validation_after_fit
 
 log = logging.getLogger(__name__)
 MODULES = {"reward": RewardModule, "cost": CostModule}
@@ -49,18 +49,24 @@ def run_preference(ctx: StageContext) -> dict:
         list(data.preference_train) + _collected(stage),
         data.preference_eval,
         safety=stage.name == "cost",
+        categories=stage.categories,
         **datamodule_options(ctx.run, ctx.template),
     )
 
     def report(trainer, results: dict) -> None:
-        if data.preference_eval and stage.eval_limit != 0:
+        # The held-out report scores one head: a multi-head model is measured by a last pass of
+        # its validation instead (results' "val": accuracy and accuracy_sign per category).
+        if data.preference_eval and stage.eval_limit != 0 and not stage.categories:
             results["test"] = _evaluate(ctx, model, tokenizer)
             log_metrics(trainer, {f"test/{k}": v for k, v in results["test"].items()})
 
+    module = MODULES[stage.name](model, stage)
+    per_head = stage.categories and data.preference_eval
     job = TrainingJob(
-        MODULES[stage.name](model, stage),
+        module,
         {"datamodule": datamodule},
         folders={"model": (model, lambda m, path: m.save_pretrained(path, tokenizer))},
+        after_fit=validation_after_fit(module, datamodule) if per_head else None,
         report=report,
     )
     return fit_and_report(ctx, job)
@@ -117,6 +123,13 @@ def _load_score_model(stage: PreferenceStageConfig, run: RunConfig) -> ScoreMode
     }
     if not is_score_model_folder(stage.init_from):  # a causal LM: a new head, with or without bias
         normalizer["score_bias"] = stage.score_bias
+        if stage.categories:  # one head per harm category
+            normalizer["score_dim"] = len(stage.categories)
+    elif stage.categories:
+        raise ConfigError(
+            "config key 'stage.categories' needs new heads: set stage.init_from to a causal LM "
+            "(the SFT policy), not a score model"
+        )
     model = ScoreModel.from_pretrained(
         stage.init_from,
         score_type=stage.name,

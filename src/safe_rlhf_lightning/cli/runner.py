@@ -36,6 +36,7 @@ from ..files import write_json_atomic, write_jsonl_atomic, write_text_atomic
 from ..models import merge_lora
 from ..progress import progress_bars
 from .advantage import build_advantage
+from .constraints import check_constraints
 from .data import ensure_benchmark, require_datasets, uses_benchmark
 from .env import CONSOLE, console_verbosity, transformers_progress_bars
 from .hub import resolve_hub_model, resolve_hub_models
@@ -144,6 +145,8 @@ def validate_config(cfg: DictConfig) -> RunConfig:
         typed.advantage = OmegaConf.to_container(cfg.advantage, resolve=True)
         if typed.stage.name == "ppo_lag":
             require_used_critic_settings(typed.stage, build_advantage(cfg))
+    if typed.stage.name == "ppo_lag":
+        check_constraints(typed)
     return typed
 
 

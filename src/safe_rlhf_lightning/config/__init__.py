@@ -11,6 +11,7 @@ The dataclasses are plain Python: any component can be built without Hydra.
 
 from .advantage import AdvantageEstimator, GAEAdvantage, GRPOAdvantage, RLOOAdvantage
 from .checks import ConfigError
+from .constraints import DEFAULT_NAME, MODEL_SCORER, ConstraintConfig
 from .resolvers import register_resolvers
 from .run import (
     DEFAULT_PROMPT_TEMPLATE,
@@ -46,8 +47,10 @@ from .stages import (
 register_resolvers()
 
 __all__ = [
+    "DEFAULT_NAME",
     "DEFAULT_PROMPT_TEMPLATE",
     "EXPERIMENT_DIR",
+    "MODEL_SCORER",
     "ROUND_DIR",
     "SFT_POLICY",
     "AdvantageEstimator",
@@ -55,6 +58,7 @@ __all__ = [
     "CSVLoggerConfig",
     "CollectStageConfig",
     "ConfigError",
+    "ConstraintConfig",
     "CostThresholdConfig",
     "DPOStageConfig",
     "DataConfig",

@@ -8,6 +8,7 @@ from typing import Any, Optional
 from omegaconf import MISSING
 
 from .checks import _check
+from .constraints import typed_constraints
 
 DEFAULT_PROMPT_TEMPLATE = "BEGINNING OF CONVERSATION: USER: {prompt} ASSISTANT:"
 ALL_LINEAR = "all-linear"  # PEFT's name for every linear layer but the output head
@@ -297,6 +298,12 @@ class RunConfig:
     ``safe_rlhf_lightning.config.advantage`` (gae, grpo, dr_grpo, rloo) and its options; null is
     ``gae``."""
     cost_threshold: CostThresholdConfig = field(default_factory=CostThresholdConfig)
+    constraints: dict[str, Any] = field(default_factory=dict)
+    """The ``constraints`` group (ppo_lag only): several constraints at once, ``{name:
+    ConstraintConfig}`` (``config/constraints.py``; the entries are typed when the config is
+    checked, so that ``+constraints.<name>={...}`` can add one on the command line); empty (no
+    option selected) is the single constraint of ``stage.cost_model``, ``cost_threshold`` and
+    ``lambda_schedule``."""
     rounds: dict[str, RoundConfig] = field(default_factory=lambda: {"1": RoundConfig()})
     """The ``rounds`` group: per-round settings, ``{k: RoundConfig}``, read through
     ``${round_setting:<key>}`` (``cost_threshold=per_round``, the learned and PID schedules)."""
@@ -321,6 +328,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         _check(self.round >= 1, "round", ">= 1", self.round)
+        self.constraints = typed_constraints(self.constraints)
         _check(
             self.lambda_schedule is None
             or hasattr(self.lambda_schedule, "_target_")

@@ -156,10 +156,26 @@ class PreferenceStageConfig(TrainingStageConfig):
     """Momentum of the ExponentialMovingAverage normalizer."""
     num_histogram_bins: int = 40
     """Bins of the held-out score histogram (better vs worse, or safe vs unsafe)."""
+    categories: Optional[list[str]] = None
+    """Cost stage: one cost head per harm category listed (a multi-head cost model, the scorer
+    of per-category constraints), each trained with the pairwise and sign terms on its
+    category's labels (``response_*_harm_category`` of the pairs: the embedded benchmark's and
+    PKU-SafeRLHF's); null: one head on the overall safety labels."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check(self.name in {"reward", "cost"}, "stage.name", "reward or cost", self.name)
+        _check(
+            self.categories is None
+            or (
+                self.name == "cost"
+                and self.loss_type == "sequence-wise"
+                and len(self.categories) == len(set(self.categories)) > 0
+            ),
+            "stage.categories",
+            "null, or distinct category names for the cost stage's sequence-wise loss",
+            self.categories,
+        )
         _check(
             self.loss_type in {"sequence-wise", "token-wise"},
             "stage.loss_type",

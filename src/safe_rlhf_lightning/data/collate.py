@@ -193,8 +193,8 @@ class PreferenceExample(NamedTuple):
 class SafetyPreferenceExample(NamedTuple):
     safer_input_ids: Tensor  # (L1,) long
     unsafer_input_ids: Tensor  # (L2,) long
-    safer_sign: int  # +1 if labelled unsafe, -1 if safe (cost > 0 means unsafe)
-    unsafer_sign: int
+    safer_sign: int | tuple[int, ...]  # +1 labelled unsafe, -1 safe (cost > 0: unsafe); per
+    unsafer_sign: int | tuple[int, ...]  # harm category for a multi-head cost model
 
 
 def pad_sequences(

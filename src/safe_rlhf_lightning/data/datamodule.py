@@ -176,7 +176,8 @@ class SupervisedDataModule(_TokenizedDataModule):
 class PreferenceDataModule(_TokenizedDataModule):
     """Preference pairs for the reward model (``safety=False``: ``PreferenceBatch`` of better and
     worse) or the cost model (``safety=True``: ``SafetyPreferenceBatch`` of safer and unsafer
-    with safety signs). Other arguments as :class:`SupervisedDataModule`."""
+    with safety signs; with ``categories``, one sign per harm category for a multi-head cost
+    model). Other arguments as :class:`SupervisedDataModule`."""
 
     kind: RecordKind = "preference"
 
@@ -187,6 +188,7 @@ class PreferenceDataModule(_TokenizedDataModule):
         eval_datasets: Sequence[str] = (),
         *,
         safety: bool = False,
+        categories: Sequence[str] | None = None,
         data_root: str | Path | None = None,
         template: PromptTemplate | None = None,
         max_length: int = 256,
@@ -209,13 +211,13 @@ class PreferenceDataModule(_TokenizedDataModule):
             skip_bad_records=skip_bad_records,
             seed=seed,
         )
-        self.safety = safety
+        self.safety, self.categories = safety, categories
 
     def _make_dataset(self, records: list[Record]) -> ExampleList[Any]:
-        dataset_type = SafetyPreferenceDataset if self.safety else PreferenceDataset
-        return dataset_type(
-            records, self.tokenizer, self.template, self.max_length, self.skip_bad_records
-        )
+        options = (self.tokenizer, self.template, self.max_length, self.skip_bad_records)
+        if self.safety:
+            return SafetyPreferenceDataset(records, *options, categories=self.categories)
+        return PreferenceDataset(records, *options)
 
     def _make_collator(self) -> Callable[[list[Any]], Any]:
         collator_type = SafetyPreferenceCollator if self.safety else PreferenceCollator

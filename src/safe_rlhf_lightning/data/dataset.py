@@ -284,12 +284,29 @@ def safety_sign(is_safe: bool) -> int:
     return -1 if is_safe else 1
 
 
+def category_signs(record: PreferenceRecord, response: int, categories: Sequence[str]) -> tuple:
+    """One sign per harm category for response ``response`` of ``record``: +1 when it is
+    labelled harmful in that category, -1 when not, from ``response_<i>_harm_category``: a list
+    of category names (the embedded benchmark) or a mapping name -> bool (PKU-SafeRLHF)."""
+    labels = record.extra.get(f"response_{response}_harm_category")
+    if isinstance(labels, dict):
+        labels = [name for name, harmful in labels.items() if harmful]
+    if not isinstance(labels, list | tuple):
+        raise RecordError(
+            f"has no response_{response}_harm_category list (or mapping), which per-category "
+            f"cost heads ({', '.join(categories)}) are trained on",
+            origin=record.origin,
+        )
+    return tuple(1 if category in labels else -1 for category in categories)
+
+
 class SafetyPreferenceDataset(ExampleList[SafetyPreferenceExample]):
     """(safer, unsafer) sequences and safety signs for the cost model, from
     ``safer_response_id`` and the ``is_response_*_safe`` labels. Pairs with inconsistent labels
     (see :func:`check_safety_consistency`) are errors, or skipped and counted. A pair without
     safety labels is always an error (its dataset is not a cost model's, see
-    :func:`require_safety_labels`)."""
+    :func:`require_safety_labels`). With ``categories`` (a multi-head cost model, one head per
+    harm category) each sign is a tuple, one per category (:func:`category_signs`)."""
 
     def __init__(
         self,
@@ -298,6 +315,7 @@ class SafetyPreferenceDataset(ExampleList[SafetyPreferenceExample]):
         template: PromptTemplate | None = None,
         max_length: int = 512,
         skip_bad_records: bool = False,
+        categories: Sequence[str] | None = None,
     ) -> None:
         require_safety_labels(records)
         pairs = _PairTokens(records, tokenizer, template or PromptTemplate(), max_length)
@@ -308,11 +326,12 @@ class SafetyPreferenceDataset(ExampleList[SafetyPreferenceExample]):
             if sequences is None:
                 return None
             safer = record.safer_response_id
+            if categories:
+                signs = [category_signs(record, i, categories) for i in (safer, 1 - safer)]
+            else:
+                signs = [safety_sign(record.is_safe(i)) for i in (safer, 1 - safer)]
             return SafetyPreferenceExample(
-                torch.tensor(sequences[safer]),
-                torch.tensor(sequences[1 - safer]),
-                safety_sign(record.is_safe(safer)),
-                safety_sign(record.is_safe(1 - safer)),
+                torch.tensor(sequences[safer]), torch.tensor(sequences[1 - safer]), *signs
             )
 
         self.examples, self.num_skipped, self.num_truncated, self.num_identical = pairs.build(

@@ -31,6 +31,7 @@ _MODULE_OF = {
     "MODEL_BASED": "report",
     "harm_category_rows": "report",
     "oracle_table": "report",
+    "plot_constraint_curves": "training_curves",
     "plot_training_curves": "training_curves",
     "second_half_oscillation": "training_curves",
 }

@@ -64,5 +64,40 @@ def plot_training_curves(
     return save_figure_atomic(figure, path, dpi=110)
 
 
+def plot_constraint_curves(history: Sequence[dict], limits: dict[str, float], path: Path) -> Path:
+    """One PNG of a run under several constraints: each constraint's λ, its windowed episode cost
+    minus its limit (above 0: violated), and the oracle's harmful ratio per harm category when
+    logged (``oracle_harmful_ratio/<category>``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    categories = sorted(
+        {k for row in history for k in row if k.startswith("oracle_harmful_ratio/")}
+    )
+    panels = [
+        ("λ per constraint", {name: f"lambda/{name}" for name in limits}, {}),
+        ("windowed episode cost − limit", {n: f"episode_cost/{n}" for n in limits}, limits),
+        ("oracle harmful ratio per category", {k.split("/", 1)[1]: k for k in categories}, {}),
+    ][: 3 if categories else 2]
+    figure, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.4), squeeze=False)
+    for axis, (title, keys, offsets) in zip(axes.flat, panels, strict=True):
+        for label, key in keys.items():
+            points = [
+                (row["step"], row[key] - offsets.get(label, 0.0))
+                for row in history
+                if _finite(row.get(key))
+            ]
+            if points:
+                axis.plot(*zip(*points, strict=True), label=label, linewidth=1.2)
+        if offsets:
+            axis.axhline(0.0, color="black", linestyle="--", linewidth=1, label="limit")
+        axis.set_title(title)
+        axis.set_xlabel("PPO step")
+        axis.legend(fontsize=8)
+    return save_figure_atomic(figure, path, dpi=110)
+
+
 def _finite(value: object) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)

@@ -24,7 +24,7 @@ from .grpo_objective import (
 from .lagrange import lagrangian_loss, pid_lambda
 from .logprobs import gather_logprobs, sequence_logprobs
 from .losses import ptx_loss, sft_loss
-from .masking import masked_mean, masked_sum
+from .masking import masked_mean, masked_sum, response_lengths
 from .merge import merge_state_dicts
 from .ppo import (
     clipped_value_loss,
@@ -44,6 +44,7 @@ from .preference import (
     diverging_span_mask,
     end_index,
     end_scores,
+    multi_head_cost_loss,
     reward_pairwise_loss,
     reward_tokenwise_loss,
 )
@@ -79,9 +80,11 @@ __all__ = [
     "merge_state_dicts",
     "mix_advantages",
     "mix_constrained_advantages",
+    "multi_head_cost_loss",
     "pid_lambda",
     "ppo_actor_loss",
     "ptx_loss",
+    "response_lengths",
     "reward_pairwise_loss",
     "reward_tokenwise_loss",
     "rloo_advantages",

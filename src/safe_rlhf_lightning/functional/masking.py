@@ -20,3 +20,8 @@ def masked_mean(values: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
     """
     count = mask.sum() if dim is None else mask.sum(dim=dim)
     return masked_sum(values, mask, dim) / count.clamp(min=1)
+
+
+def response_lengths(mask: Tensor) -> Tensor:
+    """(B, T) bool -> (B,) float32: the number of valid tokens of each row."""
+    return mask.sum(dim=-1).float()

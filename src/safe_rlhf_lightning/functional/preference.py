@@ -250,3 +250,47 @@ def cost_tokenwise_loss(
     safer_end = end_scores(safer_scores, safer_mask)
     unsafer_end = end_scores(unsafer_scores, unsafer_mask)
     return loss, _cost_stats(loss, safer_end, unsafer_end, safer_sign, unsafer_sign)
+
+
+def multi_head_cost_loss(
+    first_end: Tensor,
+    second_end: Tensor,
+    first_sign: Tensor,
+    second_sign: Tensor,
+    *,
+    regularization: float = 0.0,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Eq. (6) per head of a K-head cost model, one head per harm category, on per-category
+    labels: head k's ranking term orders a pair only where its two responses' labels in k
+    differ (the one unsafe in k costs more); both sign terms apply everywhere. The loss is the
+    mean over heads of each head's mean ranking term plus its mean sign terms, plus upstream's
+    score regularization.
+
+    Args:
+        first_end, second_end: (B, K) end costs of the two responses of each pair.
+        first_sign, second_sign: (B, K) per-category signs, +1 unsafe in k, -1 not.
+        regularization: weight of ``mean(stack([first_end, second_end]) ** 2)``.
+
+    Returns:
+        Scalar loss and detached stats: ``loss``; ``accuracy`` (K,), the fraction of the pairs
+        ordered in k that head k orders right (NaN for a head without such a pair);
+        ``accuracy_sign`` (K,), the fraction of responses whose head-k cost has the sign of
+        their label in k.
+    """
+    first_sign, second_sign = first_sign.to(first_end.dtype), second_sign.to(second_end.dtype)
+    ordered = first_sign != second_sign  # (B, K)
+    first_is_more = first_sign > second_sign
+    more = torch.where(first_is_more, first_end, second_end)
+    less = torch.where(first_is_more, second_end, first_end)
+    count = ordered.sum(dim=0)  # (K,)
+    ranking = torch.where(ordered, -F.logsigmoid(more - less), 0.0).sum(dim=0) / count.clamp(min=1)
+    signs = -F.logsigmoid(first_sign * first_end) - F.logsigmoid(second_sign * second_end)
+    loss = (ranking + signs.mean(dim=0)).mean()
+    loss = loss + regularization * _squared_mean(first_end, second_end)
+    right = (more > less).detach() & ordered
+    sign_correct = torch.stack([first_sign * first_end > 0, second_sign * second_end > 0])
+    return loss, {
+        "loss": loss.detach(),
+        "accuracy": right.sum(dim=0) / torch.where(count > 0, count, torch.nan),
+        "accuracy_sign": sign_correct.float().mean(dim=(0, 1)),
+    }

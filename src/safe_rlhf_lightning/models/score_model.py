@@ -164,23 +164,30 @@ class ScoreModel(nn.Module):
             end_scores = self.normalizer.normalize(end_scores)
         return ScoreOutput(scores=scores, end_scores=end_scores, end_index=end_index)
 
-    @torch.no_grad()
-    def with_extra_head(self) -> ScoreModel:
-        """A two-head critic on this model's backbone (shared, not copied): head 0 is this
-        model's score head, head 1 starts at zero (a fresh value estimate). One backbone pass
-        then gives both values: PPO-Lagrangian's shared critic (``stage.shared_critic``)."""
+    def with_extra_head(self, count: int = 1) -> ScoreModel:
+        """A critic with 1 + ``count`` heads on this one-head model's backbone (shared, not
+        copied): head 0 is this model's score head, the others start at zero (fresh value
+        estimates). One backbone pass then gives every value: PPO-Lagrangian's shared critic
+        (``stage.shared_critic``; one extra head per cost stream)."""
         if self.score_dim != 1:
             raise ValueError(f"with_extra_head needs a one-head score model, got {self.score_dim}")
-        shared = ScoreModel(
-            self.model, score_dim=2, score_type="critic", score_bias=self.score_bias
-        )
-        with torch.no_grad():
-            shared.score_head.weight.zero_()
-            shared.score_head.weight[0] = self.score_head.weight[0]
-            if self.score_bias:
-                shared.score_head.bias.zero_()
-                shared.score_head.bias[0] = self.score_head.bias[0]
-        return shared
+        return self.with_heads([0] + [None] * count)
+
+    @torch.no_grad()
+    def with_heads(self, rows: list[int | None]) -> ScoreModel:
+        """A critic on this model's backbone (shared, not copied) whose head j is this model's
+        head ``rows[j]``, or zero where it is None (e.g. ``[2]``: the cost critic of a constraint
+        on head 2 of a multi-head cost model starts from that head's estimate)."""
+        bias = self.score_bias
+        critic = ScoreModel(self.model, score_dim=len(rows), score_type="critic", score_bias=bias)
+        for parameter in (critic.score_head.weight, critic.score_head.bias)[: 1 + bias]:
+            parameter.zero_()
+        for j, row in enumerate(rows):
+            if row is not None:
+                critic.score_head.weight[j] = self.score_head.weight[row]
+                if bias:
+                    critic.score_head.bias[j] = self.score_head.bias[row]
+        return critic
 
     def _update_normalizer(self, end_scores: Tensor) -> None:
         """Update the statistics from the end scores of every rank, as upstream does, so that all

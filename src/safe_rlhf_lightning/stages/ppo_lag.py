@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pytorch_lightning as pl
@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from transformers import PreTrainedModel
 
-from ..config import AdvantageEstimator, GAEAdvantage, PPOLagStageConfig
+from ..config import DEFAULT_NAME, AdvantageEstimator, GAEAdvantage, PPOLagStageConfig
 from ..distributed import clip_per_model, rank_report, tensor_digest
 from ..functional import clipped_value_loss, explained_variance, masked_mean, masked_sum, ptx_loss
 from ..lagrange import LambdaSchedule
@@ -36,9 +36,18 @@ from ..rollout import (
 )
 from ..types import PromptBatch, SupervisedBatch
 from . import ppo_lag_advantages, ppo_lag_checkpoint
-from .guards import FiniteGuard, NonFiniteError, nonfinite_names
+from .guards import FiniteGuard
 from .optim import adamw_with_warmup, decay_parameter_groups
-from .ppo_lag_checkpoint import FROZEN
+from .ppo_lag_constraints import (
+    Constraint,
+    check_models,
+    constraint_stats,
+    require_distinct_names,
+    rollout_costs,
+    sample_rows,
+    shown_keys,
+    update_multipliers,
+)
 
 GAE = GAEAdvantage()  # the default estimator: today's PPO-Lagrangian with critics
 
@@ -52,20 +61,28 @@ class PPOLagModule(pl.LightningModule):
     Args:
         actor: the policy being trained (initialised from the SFT policy).
         reference: frozen copy of the initial policy, for the KL penalty.
-        reward_model, cost_model: frozen R and C (C may be None for ``none``; its cost is then 0).
+        reward_model, cost_model: frozen R and C (C may be None for ``none``; its cost is then 0);
+            with ``constraints``, a mapping from constraint name to its cost model (the same
+            model may serve several constraints, one head each; rule scorers need none).
         reward_critic: V_R (or the only critic of one-stream schedules), initialised from R; or,
-            with a score_dim of 2, a shared critic: one backbone, V_R on head 0 and V_C on head 1
-            (one backbone pass instead of two, in the rollout and in every update). None with a
-            critic-free ``advantage`` estimator.
+            with a score_dim of 1 + S, a shared critic: one backbone, V_R on head 0 and the S
+            cost critics (one per two-stream constraint) on heads 1..S (one backbone pass instead
+            of 1 + S, in the rollout and in every update). None with a critic-free ``advantage``
+            estimator.
         cost_critic: V_C, initialised from C; None for one-stream schedules, a shared critic
-            and critic-free estimators.
-        schedule: the λ schedule.
+            and critic-free estimators; with ``constraints``, a mapping from the name of each
+            two-stream constraint to its critic.
+        schedule: the λ schedule of the single constraint (None with ``constraints``).
         config: every hyperparameter (``PPOLagStageConfig``, documented there); the module stops
             after ``config.max_steps`` PPO steps.
         eos_token_id, pad_token_id: of the actor's tokenizer.
         advantage: the estimator of each stream's advantage (the ``advantage`` group; ``gae``
             by default, the only one that uses critics).
-        reward_retokenizer, cost_retokenizer: when R or C use another tokenizer than the actor.
+        reward_retokenizer, cost_retokenizer: when R or C use another tokenizer than the actor
+            (with ``constraints``, each constraint holds its own).
+        constraints: several constraints at once (``ppo_lag_constraints.Constraint``); None is
+            the single constraint ``cost`` of ``cost_model``, ``cost_critic`` and ``schedule``.
+            Its models are the module's ``<name>_model`` and ``<name>_critic``.
         decode: token ids → text, for the sample table and the observers.
         observer: called with (prompts, responses) of each rollout; returns extra metrics to log
             (the runner passes the benchmark's oracle here; training never sees it).
@@ -78,10 +95,10 @@ class PPOLagModule(pl.LightningModule):
         actor: PreTrainedModel,
         reference: PreTrainedModel,
         reward_model: ScoreModel,
-        cost_model: ScoreModel | None,
+        cost_model: ScoreModel | Mapping[str, ScoreModel | None] | None,
         reward_critic: ScoreModel | None,
-        cost_critic: ScoreModel | None,
-        schedule: LambdaSchedule,
+        cost_critic: ScoreModel | Mapping[str, ScoreModel | None] | None,
+        schedule: LambdaSchedule | None,
         config: PPOLagStageConfig,
         *,
         eos_token_id: int,
@@ -92,39 +109,37 @@ class PPOLagModule(pl.LightningModule):
         decode: Callable[[Tensor], list[str]] | None = None,
         observer: RolloutObserver | None = None,
         sample_sink: Callable[[int, list[dict]], None] | None = None,
+        constraints: Sequence[Constraint] | None = None,
     ) -> None:
         super().__init__()
-        if advantage.critics != (reward_critic is not None) or (
-            not advantage.critics and cost_critic is not None
-        ):
-            raise ValueError(
-                f"the {advantage.name} advantage estimator takes critics: {advantage.critics}"
-            )
-        self.shared_critic = (
-            reward_critic is not None and reward_critic.score_dim == 2 and cost_critic is None
+        if constraints is None:  # today's single constraint
+            limit = getattr(schedule, "cost_limit", None)
+            constraints = [Constraint(DEFAULT_NAME, schedule, limit, retokenizer=cost_retokenizer)]
+            cost_model, cost_critic = {DEFAULT_NAME: cost_model}, {DEFAULT_NAME: cost_critic}
+        elif schedule is not None or cost_retokenizer is not None:
+            raise ValueError("with constraints, each constraint holds its schedule and retokenizer")
+        require_distinct_names(constraints)
+        self.constraints = list(constraints)
+        cost_models, cost_critics = dict(cost_model or {}), dict(cost_critic or {})
+        self.shared_critic = check_models(
+            self.constraints, advantage, cost_models, reward_critic, cost_critics
         )
-        if schedule.two_streams and (
-            cost_model is None
-            or (advantage.critics and cost_critic is None and not self.shared_critic)
-        ):
-            raise ValueError(
-                "a two-stream λ schedule needs a cost model and a cost critic (or a shared "
-                "critic: a two-head reward_critic)"
-            )
         self.advantage = advantage
         self.automatic_optimization = False
         self.strict_loading = False  # checkpoints leave out the frozen models' weights
-        self.actor, self.reference = actor, reference
-        self.reward_model, self.cost_model = reward_model, cost_model
-        self.reward_critic, self.cost_critic = reward_critic, cost_critic
-        for name in FROZEN:
+        self.actor, self.reference, self.reward_model = actor, reference, reward_model
+        for constraint in self.constraints:  # cost_model for the single constraint, as ever
+            setattr(self, f"{constraint.name}_model", cost_models.get(constraint.name))
+        self.reward_critic = reward_critic
+        for constraint in self.constraints:
+            setattr(self, f"{constraint.name}_critic", cost_critics.get(constraint.name))
+        for name in self.frozen_names():
             if (model := getattr(self, name)) is not None:
                 model.eval().requires_grad_(False)
-        self.schedule = schedule
         self.config = config
         self.save_hyperparameters(dataclasses.asdict(config))  # plain values: weights_only loads
         self.eos_token_id, self.pad_token_id = eos_token_id, pad_token_id
-        self.reward_retokenizer, self.cost_retokenizer = reward_retokenizer, cost_retokenizer
+        self.reward_retokenizer = reward_retokenizer
         self.sampling = sampling_options(config)
         self.decode, self.observer, self.sample_sink = decode, observer, sample_sink
         self.history: list[dict[str, float]] = []
@@ -135,9 +150,23 @@ class PPOLagModule(pl.LightningModule):
 
     # -- the models that learn, and those that never do --------------------------------------
 
+    @property
+    def schedule(self) -> LambdaSchedule:
+        """The λ schedule of the (first) constraint."""
+        return self.constraints[0].schedule
+
+    @property
+    def streams(self) -> list[Constraint]:
+        """The constraints with a cost stream of their own (two-stream schedules), in order."""
+        return [c for c in self.constraints if c.two_streams]
+
+    def frozen_names(self) -> tuple[str, ...]:
+        """The attributes of the frozen models: left out of checkpoints, never trained."""
+        return ("reference", "reward_model", *(f"{c.name}_model" for c in self.constraints))
+
     def named_trained_models(self) -> dict[str, nn.Module]:
         models = {"actor": self.actor, "reward_critic": self.reward_critic}
-        models["cost_critic"] = self.cost_critic
+        models |= {f"{c.name}_critic": getattr(self, f"{c.name}_critic") for c in self.constraints}
         return {name: model for name, model in models.items() if model is not None}
 
     def trained_models(self) -> list[nn.Module]:
@@ -145,7 +174,7 @@ class PPOLagModule(pl.LightningModule):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        for name in FROZEN:  # Lightning switches every submodule to train mode; not these
+        for name in self.frozen_names():  # Lightning switches every submodule to train mode
             if (model := getattr(self, name)) is not None:
                 model.eval()
         return self
@@ -168,18 +197,17 @@ class PPOLagModule(pl.LightningModule):
             cost=rollout.cost,
             log_probabilities=rollout.logprobs,
             reward_values=rollout.reward_values,
-            cost_values=rollout.cost_values,
+            **self._cost_values_by_name(rollout),
         ):
             self._skip_step()
             return
-        # 2. λ update on the window of episode costs (before the advantages use it, as upstream);
-        # every rank sees the costs of all ranks, so λ stays identical across them.
-        episode_costs = self.all_gather(rollout.cost).flatten()
-        schedule_stats = self.schedule.update(episode_costs, step=step)
-        if nonfinite_names({"λ": self.schedule.lambda_value}):  # never skipped: its state is lost
-            raise NonFiniteError(f"λ became {self.schedule.lambda_value} at step {step}")
+        # 2. Each λ_k updated on its window of episode costs (before the advantages use it, as
+        # upstream); every rank sees the costs of all ranks, so every λ_k stays identical.
+        schedule_stats = update_multipliers(self.constraints, self.all_gather(rollout.cost), step)
         # 3. Each stream's advantage (KL shaping and GAE, or group baselines), then the actor's.
-        targets = ppo_lag_advantages.estimate(self.advantage, rollout, self.schedule, self.config)
+        targets = ppo_lag_advantages.estimate(
+            self.advantage, rollout, self.constraints, self.config
+        )
         # 4. K PPO epochs over minibatches: actor, critics (and PTX) in one update each.
         update_started = time.perf_counter()
         update_stats = self.ppo_epochs(rollout, targets, ptx_batch)
@@ -188,7 +216,7 @@ class PPOLagModule(pl.LightningModule):
         elapsed = time.perf_counter() - started
         stats = self.step_stats(rollout, targets, update_stats, schedule_stats, elapsed)
         self.observe(rollout, stats, step)
-        shown = ("reward", "cost", "lambda")
+        shown = shown_keys(self.constraints)
         self.log_dict({f"train/{k}": stats[k] for k in shown}, on_step=True, prog_bar=True)
         self.log_dict({f"train/{k}": v for k, v in stats.items() if k not in shown}, on_step=True)
         if self.guard.skipped:
@@ -223,11 +251,8 @@ class PPOLagModule(pl.LightningModule):
             sampled = time.perf_counter()
             prompt_length = ids.shape[1] - response_mask.shape[1]
             reward = end_score(self.reward_model, ids, mask, self.reward_retokenizer)
-            cost = (
-                end_score(self.cost_model, ids, mask, self.cost_retokenizer)
-                if self.cost_model is not None
-                else torch.zeros_like(reward)
-            )
+            models = {c.name: getattr(self, f"{c.name}_model") for c in self.constraints}
+            cost = rollout_costs(self.constraints, models, ids, mask, response_mask, reward)
             logprobs = sampled_logprobs or [response_logprobs(self.actor, ids, mask, prompt_length)]
             reward_values, cost_values = (
                 self.values(ids, mask, prompt_length) if self.advantage.critics else (None, None)
@@ -249,23 +274,30 @@ class PPOLagModule(pl.LightningModule):
         finally:
             self.train(was_training)
 
+    def _cost_values_by_name(self, rollout: Rollout) -> dict[str, Tensor]:
+        """The rollout's values of each cost stream, by ``<name>_values`` (none without critics)."""
+        values = rollout.cost_values or ()
+        return {f"{c.name}_values": v for c, v in zip(self.streams, values, strict=bool(values))}
+
     def values(
         self, input_ids: Tensor, attention_mask: Tensor, prompt_length: int
-    ) -> tuple[Tensor, Tensor | None]:
-        """(B, T) reward values and (B, T) cost values (None for one-stream schedules)."""
+    ) -> tuple[Tensor, tuple[Tensor, ...] | None]:
+        """(B, T) reward values and the (B, T) values of each cost stream (``streams``, in
+        order; None when there is none)."""
         reward_values = response_values(
             self.reward_critic, input_ids, attention_mask, prompt_length
         )
+        streams = self.streams
         if self.shared_critic:
-            cost_values = reward_values[..., 1] if self.schedule.two_streams else None
-            return reward_values[..., 0], cost_values
-        cost_values = None
-        if self.schedule.two_streams:
-            cost_values = response_values(
-                self.cost_critic, input_ids, attention_mask, prompt_length
-            )
-            cost_values = cost_values[..., 0]
-        return reward_values[..., 0], cost_values
+            cost_values = tuple(reward_values[..., 1 + s] for s in range(len(streams)))
+            return reward_values[..., 0], cost_values or None
+        cost_values = tuple(
+            response_values(
+                getattr(self, f"{c.name}_critic"), input_ids, attention_mask, prompt_length
+            )[..., 0]
+            for c in streams
+        )
+        return reward_values[..., 0], cost_values or None
 
     def ppo_epochs(
         self, rollout: Rollout, targets: dict[str, Tensor], ptx_batch: SupervisedBatch | None
@@ -334,9 +366,9 @@ class PPOLagModule(pl.LightningModule):
         response_mask = rollout.response_mask[index]
         values, cost_values = self.values(ids, mask, rollout.prompt_length)
         streams = [("reward", values, rollout.reward_values)]
-        if self.schedule.two_streams:
-            streams.append(("cost", cost_values, rollout.cost_values))
-        for name, new, old in streams:  # V_R's loss first, then V_C's (the order of the sum)
+        for s, constraint in enumerate(self.streams):
+            streams.append((constraint.name, cost_values[s], rollout.cost_values[s]))
+        for name, new, old in streams:  # V_R's loss first, then each V_Ck's (the sum's order)
             critic_loss, _ = clipped_value_loss(
                 new,
                 old[index],
@@ -355,17 +387,19 @@ class PPOLagModule(pl.LightningModule):
         rollout: Rollout,
         targets: dict[str, Tensor],
         update_stats: dict[str, float],
-        schedule_stats: dict[str, float],
+        schedule_stats: list[dict[str, float]],
         elapsed: float,
     ) -> dict[str, float]:
         mask = rollout.response_mask
         lengths = mask.sum(dim=-1).float()
         kl = rollout.logprobs - rollout.ref_logprobs  # (B, T)
-        # R and C over the rollouts of every rank; the other statistics are this rank's.
+        # R and each C_k over the rollouts of every rank; the other statistics are this rank's.
+        k, batch = rollout.cost.shape
+        costs = self.all_gather(rollout.cost).reshape(-1, k, batch)  # (W, K, B)
+        mean_costs = [costs[:, i].flatten().mean().item() for i in range(k)]
         stats = {
             "reward": self.all_gather(rollout.reward).mean().item(),
-            "cost": self.all_gather(rollout.cost).mean().item(),
-            "lambda": self.schedule.lambda_value,
+            **constraint_stats(self.constraints, mean_costs, schedule_stats),
             "kl_divergence": masked_sum(kl, mask, dim=-1).mean().item(),  # per response
             "kl_per_token": masked_mean(kl, mask, dim=-1).mean().item(),
             "mean_generated_length": lengths.mean().item(),
@@ -375,16 +409,16 @@ class PPOLagModule(pl.LightningModule):
             "seconds_per_step": elapsed,
             **self.timings,  # wall clock of each phase (on a GPU, without a sync: approximate)
             "lr": self.lr_schedulers().get_last_lr()[0],
-            **{k: v for k, v in schedule_stats.items() if k != "lambda"},
             **update_stats,
         }
-        if self.advantage.critics:
-            stats["reward_critic_explained_variance"] = explained_variance(
-                rollout.reward_values, targets["reward_returns"], mask
-            ).item()
-        if self.advantage.critics and self.schedule.two_streams:
-            stats["cost_critic_explained_variance"] = explained_variance(
-                rollout.cost_values, targets["cost_returns"], mask
+        if not self.advantage.critics:
+            return stats
+        critics = [("reward", rollout.reward_values)]
+        values = rollout.cost_values or ()
+        critics += [(c.name, v) for c, v in zip(self.streams, values, strict=True)]
+        for name, values in critics:
+            stats[f"{name}_critic_explained_variance"] = explained_variance(
+                values, targets[f"{name}_returns"], mask
             ).item()
         return stats
 
@@ -399,21 +433,18 @@ class PPOLagModule(pl.LightningModule):
         if self.observer is not None:
             stats.update(self.observer(prompts, responses))
         if write_samples:
-            rows = [
-                {"step": step, "prompt": p, "response": r, "reward": rw, "cost": c}
-                for p, r, rw, c in zip(
-                    prompts, responses, rollout.reward.tolist(), rollout.cost.tolist(), strict=True
-                )
-            ]
+            rows = sample_rows(self.constraints, step, prompts, responses, rollout)
             self.sample_sink(step, rows)
 
     def rank_state(self) -> dict[str, Any]:
         """What must be identical on every rank of a data-parallel run and what must not
         (:func:`distributed.rank_report`)."""
+        schedules = [c.schedule for c in self.constraints]
+        lambdas = [s.lambda_value for s in schedules]
         return rank_report(
             self.global_rank,
-            self.schedule.lambda_value,
-            list(self.schedule.episode_costs),
+            lambdas[0] if len(lambdas) == 1 else lambdas,
+            [cost for s in schedules for cost in s.episode_costs],
             self.named_trained_models(),
             ppo_steps=self.ppo_step,
             prompts_digest=self.prompts_digest,

@@ -3,21 +3,27 @@ actor's per-token advantage, and the actor's loss on a minibatch of it.
 
 Interface (what ``PPOLagModule`` calls; everything else about a PPO step is the module's):
 
-- :func:`estimate` (rollout, λ schedule, stage config) -> ``targets``, a dict of (B, T)
+- :func:`estimate` (rollout, constraints, stage config) -> ``targets``, a dict of (B, T)
   tensors: always ``advantages`` (the mixed actor advantage, detached) and
   ``reward_with_kl_penalty`` (B,); with ``gae`` also ``rewards``/``reward_returns`` and, for
-  two-stream schedules, ``costs``/``cost_returns`` (the critics' regression targets);
+  each two-stream constraint ``<name>``, ``<name>_scores``/``<name>_returns`` (the critics'
+  regression targets);
 - :func:`actor_loss` (minibatch log-probs, rollout, targets, row index, config) -> the actor's
   ``(loss, stats)`` with stats ``actor_loss``, ``clip_fraction``, ``approx_kl`` (and ``kl``, the
   k3 term, when the KL is in the loss).
 
-Every estimator keeps the two streams and their mix ``(A_R - λ·A_C) / (1 + λ)``
-(``functional.mix_advantages``); one-stream schedules (``fixed``, ``none``) estimate one stream
-on ``schedule.shaped_score(R, C)``. Group estimators need the rollout's rows in groups of
-``num_return_sequences`` consecutive responses to one prompt: see :func:`group_ids`.
+Every estimator keeps the streams and their mix ``(A_R - Σ_k λ_k·A_Ck) / (1 + Σ_k λ_k)``
+(``functional.mix_constrained_advantages``; with one constraint ``mix_advantages`` bit for
+bit): one cost stream per constraint with a two-stream schedule (``learned``, ``pid``); a
+constraint with a one-stream schedule (``fixed``, ``none``) shapes the reward stream's score
+instead, ``schedule.shaped_score(R, C_k)`` in the constraints' order. Group estimators need the
+rollout's rows in groups of ``num_return_sequences`` consecutive responses to one prompt: see
+:func:`group_ids`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -29,14 +35,14 @@ from ..functional import (
     grpo_advantages,
     kl_penalized_scores,
     kl_shaped_scores,
-    mix_advantages,
+    mix_constrained_advantages,
     ppo_actor_loss,
     rloo_advantages,
     token_advantages,
     whiten,
 )
-from ..lagrange import LambdaSchedule
 from ..rollout import Rollout
+from .ppo_lag_constraints import Constraint
 
 
 def group_ids(size: int, group_size: int, device=None) -> Tensor:
@@ -59,23 +65,37 @@ def group_ids(size: int, group_size: int, device=None) -> Tensor:
 def estimate(
     estimator: AdvantageEstimator,
     rollout: Rollout,
-    schedule: LambdaSchedule,
+    constraints: Sequence[Constraint],
     config: PPOLagStageConfig,
 ) -> dict[str, Tensor]:
-    """The targets of one rollout (see the module docstring)."""
+    """The targets of one rollout (see the module docstring); ``rollout.cost`` has one row per
+    constraint, ``rollout.cost_values`` one tensor per two-stream constraint."""
     if estimator.critics:
-        return _gae_targets(rollout, schedule, config)
-    return _group_targets(estimator, rollout, schedule, config)
+        return _gae_targets(rollout, constraints, config)
+    return _group_targets(estimator, rollout, constraints, config)
+
+
+def shaped_reward(rollout: Rollout, constraints: Sequence[Constraint]) -> Tensor:
+    """(B,) the reward stream's end score: R shaped by each one-stream constraint in order."""
+    reward = rollout.reward
+    for index, constraint in enumerate(constraints):
+        if not constraint.two_streams:
+            reward = constraint.schedule.shaped_score(reward, rollout.cost[index])
+    return reward
+
+
+def _cost_streams(constraints: Sequence[Constraint]) -> list[tuple[int, Constraint]]:
+    """(row of ``rollout.cost``, constraint) of each two-stream constraint, in order."""
+    return [(k, c) for k, c in enumerate(constraints) if c.two_streams]
 
 
 def _gae_targets(
-    rollout: Rollout, schedule: LambdaSchedule, hp: PPOLagStageConfig
+    rollout: Rollout, constraints: Sequence[Constraint], hp: PPOLagStageConfig
 ) -> dict[str, Tensor]:
     """Per-token scores, GAE advantages and returns of each stream; the actor's advantage."""
     mask = rollout.response_mask
     gae = {"gamma": hp.gamma, "gae_lambda": hp.gae_lambda}
-    two = schedule.two_streams
-    end_reward = rollout.reward if two else schedule.shaped_score(rollout.reward, rollout.cost)
+    end_reward = shaped_reward(rollout, constraints)
     rewards = kl_shaped_scores(
         end_reward,
         rollout.logprobs,
@@ -90,32 +110,32 @@ def _gae_targets(
     reward_advantages = reward_gae.advantages
     if hp.whiten_advantages:
         reward_advantages = whiten(reward_advantages, mask)
-    if not two:
-        targets["advantages"] = reward_advantages
-        return targets
-    costs = kl_shaped_scores(
-        rollout.cost,
-        rollout.logprobs,
-        rollout.ref_logprobs,
-        mask,
-        kl_weight=hp.kl_coef,
-        clip_range_score=hp.clip_range_score,
-    )
-    cost_gae = generalized_advantages(rollout.cost_values, costs, mask, **gae)
-    cost_advantages = (
-        whiten(cost_gae.advantages, mask) if hp.whiten_advantages else cost_gae.advantages
-    )
-    targets |= {"costs": costs, "cost_returns": cost_gae.returns}
-    targets["advantages"] = mix_advantages(
-        reward_advantages, cost_advantages, schedule.lambda_value
-    )
+    streams = _cost_streams(constraints)
+    cost_advantages = []
+    for stream, (row, constraint) in enumerate(streams):
+        costs = kl_shaped_scores(
+            rollout.cost[row],
+            rollout.logprobs,
+            rollout.ref_logprobs,
+            mask,
+            kl_weight=hp.kl_coef,
+            clip_range_score=hp.clip_range_score,
+        )
+        cost_gae = generalized_advantages(rollout.cost_values[stream], costs, mask, **gae)
+        cost_advantages.append(
+            whiten(cost_gae.advantages, mask) if hp.whiten_advantages else cost_gae.advantages
+        )
+        targets[f"{constraint.name}_scores"] = costs
+        targets[f"{constraint.name}_returns"] = cost_gae.returns
+    lambdas = [constraint.schedule.lambda_value for _, constraint in streams]
+    targets["advantages"] = mix_constrained_advantages(reward_advantages, cost_advantages, lambdas)
     return targets
 
 
 def _group_targets(
     estimator: AdvantageEstimator,
     rollout: Rollout,
-    schedule: LambdaSchedule,
+    constraints: Sequence[Constraint],
     hp: PPOLagStageConfig,
 ) -> dict[str, Tensor]:
     """Per-stream group advantages of the end scores (KL folded in when ``kl_penalty`` is
@@ -139,8 +159,7 @@ def _group_targets(
         advantages = token_advantages(advantages, mask)  # (B, T)
         return score, whiten(advantages, mask) if hp.whiten_advantages else advantages
 
-    two = schedule.two_streams
-    end_reward = rollout.reward if two else schedule.shaped_score(rollout.reward, rollout.cost)
+    end_reward = shaped_reward(rollout, constraints)
     _, reward_advantages = stream(end_reward, -1.0)
     # Logged as with GAE: the reward stream's score with its KL penalty, wherever the KL goes.
     targets = {
@@ -148,12 +167,10 @@ def _group_targets(
             end_reward, rollout.logprobs, rollout.ref_logprobs, mask, kl_weight=-hp.kl_coef
         )
     }
-    if not two:
-        return targets | {"advantages": reward_advantages}
-    _, cost_advantages = stream(rollout.cost, 1.0)
-    targets["advantages"] = mix_advantages(
-        reward_advantages, cost_advantages, schedule.lambda_value
-    )
+    streams = _cost_streams(constraints)
+    cost_advantages = [stream(rollout.cost[row], 1.0)[1] for row, _ in streams]
+    lambdas = [constraint.schedule.lambda_value for _, constraint in streams]
+    targets["advantages"] = mix_constrained_advantages(reward_advantages, cost_advantages, lambdas)
     return targets
 
 

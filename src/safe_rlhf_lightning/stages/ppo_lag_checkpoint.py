@@ -1,8 +1,8 @@
 """What a PPO-Lagrangian checkpoint holds beyond Lightning's own state: the trained models only
-(the frozen reference, R and C are read from their folders again), the λ schedule, the PPO
-history and step, the skipped-batch count and every rank's random generators, so that a
-resumed run, on one process or many, goes on as the uninterrupted one would have; and when it
-is written (:class:`PPOStepCheckpoint`)."""
+(the frozen reference, R and the cost models are read from their folders again), the λ schedule
+of every constraint (by name), the PPO history and step, the skipped-batch count and every
+rank's random generators, so that a resumed run, on one process or many, goes on as the
+uninterrupted one would have; and when it is written (:class:`PPOStepCheckpoint`)."""
 
 from __future__ import annotations
 
@@ -13,19 +13,18 @@ import pytorch_lightning as pl
 
 from ..config import PPOLagStageConfig
 from ..distributed import gather_objects
-from ..lagrange import LambdaSchedule
 from .frozen import require_trained_weights, without_frozen
 from .guards import FiniteGuard
+from .ppo_lag_constraints import Constraint, schedules_state
 from .rng_state import capture_rng_states, restore_rng_states
-
-FROZEN = ("reference", "reward_model", "cost_model")
 
 
 class CheckpointedPPO(Protocol):
     """What a PPO-Lagrangian checkpoint reads from and restores into the module: its weights
-    (``state_dict``), λ schedule, step history and count, skipped-batch count and rank."""
+    (``state_dict``), every constraint's λ schedule, step history and count, skipped-batch count
+    and rank."""
 
-    schedule: LambdaSchedule
+    constraints: list[Constraint]
     advantage: Any  # the advantage estimator (config.advantage); its ``name`` is checked
     history: list[dict[str, float]]
     ppo_step: int
@@ -35,13 +34,14 @@ class CheckpointedPPO(Protocol):
 
     def state_dict(self) -> dict[str, Any]: ...
 
+    def frozen_names(self) -> tuple[str, ...]: ...
+
 
 def pack(module: CheckpointedPPO, checkpoint: dict[str, Any]) -> None:
     """Fill ``checkpoint`` (``on_save_checkpoint``). Collective under DDP: Lightning builds the
     checkpoint on every rank and rank 0 writes it, so every rank's generators are gathered."""
-    checkpoint["state_dict"] = without_frozen(checkpoint["state_dict"], FROZEN)
-    checkpoint["lambda_schedule"] = module.schedule.state_dict()
-    checkpoint["lambda_schedule_type"] = type(module.schedule).__name__
+    checkpoint["state_dict"] = without_frozen(checkpoint["state_dict"], _frozen(module))
+    checkpoint["lambda_schedules"] = schedules_state(module.constraints)
     checkpoint["advantage_estimator"] = module.advantage.name
     checkpoint["ppo_history"] = list(module.history)
     checkpoint["ppo_step"] = module.ppo_step
@@ -54,22 +54,32 @@ def pack(module: CheckpointedPPO, checkpoint: dict[str, Any]) -> None:
 def unpack(module: CheckpointedPPO, checkpoint: dict[str, Any], trainer: pl.Trainer | None) -> None:
     """Restore ``module`` from ``checkpoint`` (``on_load_checkpoint``; ``trainer`` is the one it
     is attached to, None outside a fit); a checkpoint of another λ schedule, or one lacking
-    trained weights, or of another advantage estimator, is a ValueError saying what to do."""
-    saved = checkpoint.get("lambda_schedule_type")
-    if saved != type(module.schedule).__name__:
+    trained weights, or of another advantage estimator, or of other constraints, is a ValueError
+    saying what to do."""
+    schedules = _saved_schedules(checkpoint, module.constraints)
+    if list(schedules) != [c.name for c in module.constraints]:
         raise ValueError(
-            f"the checkpoint was trained with the {saved} λ schedule, this run uses "
-            f"{type(module.schedule).__name__}: give the run its own hydra.run.dir "
+            f"the checkpoint was trained with the constraints {list(schedules)}, this run has "
+            f"{[c.name for c in module.constraints]}: give the run its own hydra.run.dir "
             "(or resume=false)"
         )
+    for constraint in module.constraints:
+        saved, own = schedules[constraint.name]["type"], type(constraint.schedule).__name__
+        if saved != own:
+            where = "" if len(schedules) == 1 else f" of constraint {constraint.name}"
+            raise ValueError(
+                f"the checkpoint was trained with the {saved} λ schedule{where}, this run uses "
+                f"{own}: give the run its own hydra.run.dir (or resume=false)"
+            )
     saved = checkpoint.get("advantage_estimator", "gae")  # older checkpoints: gae
     if saved != module.advantage.name:
         raise ValueError(
             f"the checkpoint was trained with the {saved} advantage estimator, this run uses "
             f"{module.advantage.name}: give the run its own hydra.run.dir (or resume=false)"
         )
-    require_trained_weights(module.state_dict(), checkpoint, FROZEN)
-    module.schedule.load_state_dict(checkpoint["lambda_schedule"])
+    require_trained_weights(module.state_dict(), checkpoint, _frozen(module))
+    for constraint in module.constraints:
+        constraint.schedule.load_state_dict(schedules[constraint.name]["state"])
     module.history = list(checkpoint.get("ppo_history", []))
     module.ppo_step = checkpoint.get("ppo_step", 0)
     module.guard.skipped = checkpoint.get("skipped_batches", 0)
@@ -83,6 +93,22 @@ def unpack(module: CheckpointedPPO, checkpoint: dict[str, Any], trainer: pl.Trai
         restore_rng_states(per_rank[module.global_rank])
     elif rng := checkpoint.get("rng_states"):  # another world size: rank 0's for all
         restore_rng_states(rng)
+
+
+def _frozen(module: CheckpointedPPO) -> tuple[str, ...]:
+    """The state-dict key prefixes of the frozen models."""
+    return tuple(f"{name}." for name in module.frozen_names())
+
+
+def _saved_schedules(
+    checkpoint: dict[str, Any], constraints: list[Constraint]
+) -> dict[str, dict[str, Any]]:
+    """The checkpoint's schedules by constraint name; a checkpoint written before there were
+    several constraints holds one, the first constraint's."""
+    if "lambda_schedules" in checkpoint:
+        return checkpoint["lambda_schedules"]
+    state = {"type": checkpoint.get("lambda_schedule_type"), "state": checkpoint["lambda_schedule"]}
+    return {constraints[0].name: state}
 
 
 class PPOStepCheckpoint(pl.Callback):

@@ -33,6 +33,19 @@ def score_pair(
     return PairScores(first_scores, second_scores, first_end, second_end)
 
 
+def pair_end_scores(
+    model: ScoreModel,
+    first_ids: Tensor,
+    first_mask: Tensor,
+    second_ids: Tensor,
+    second_mask: Tensor,
+) -> tuple[Tensor, Tensor]:
+    """(B, D) end scores of every head of a D-head model for each side, in one forward pass."""
+    output = model(torch.cat([first_ids, second_ids]), torch.cat([first_mask, second_mask]))
+    first, second = output.end_scores.chunk(2)
+    return first, second
+
+
 def mean_and_std(values: list[Tensor]) -> tuple[Tensor, Tensor]:
     """Mean and (population) standard deviation of all values gathered over an epoch."""
     stacked = torch.cat(values).float()
