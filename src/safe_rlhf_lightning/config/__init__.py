@@ -11,6 +11,7 @@ The dataclasses are plain Python: any component can be built without Hydra.
 
 from .advantage import AdvantageEstimator, GAEAdvantage, GRPOAdvantage, RLOOAdvantage
 from .checks import ConfigError
+from .direct_preference import CDPOStageConfig, DirectPreferenceStageConfig, DPOStageConfig
 from .resolvers import register_resolvers
 from .run import (
     DEFAULT_PROMPT_TEMPLATE,
@@ -34,7 +35,6 @@ from .stages import (
     ROUND_DIR,
     SFT_POLICY,
     CollectStageConfig,
-    DPOStageConfig,
     EvalStageConfig,
     PolicyStageConfig,
     PPOLagStageConfig,
@@ -52,12 +52,14 @@ __all__ = [
     "SFT_POLICY",
     "AdvantageEstimator",
     "BenchmarkCommandConfig",
+    "CDPOStageConfig",
     "CSVLoggerConfig",
     "CollectStageConfig",
     "ConfigError",
     "CostThresholdConfig",
     "DPOStageConfig",
     "DataConfig",
+    "DirectPreferenceStageConfig",
     "EvalStageConfig",
     "GAEAdvantage",
     "GRPOAdvantage",
