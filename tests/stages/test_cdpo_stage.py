@@ -209,3 +209,9 @@ def test_cdpo_stage_run_writes_policy_history_and_summary(model_folders, tmp_pat
     assert saved["schedule"] == "LearnedLambda" and saved["cost_limit"] == -2.25
     assert saved["test"]["num_responses"] == 4 and results["train"]["steps"] == 2
     assert "C-DPO (LearnedLambda)" in (run_dir / "summary.md").read_text()
+
+
+def test_make_compare_families_eval_policies_compose(tmp_path):
+    names = "{sft: a/sft, safe_rlhf: a/ppo, sacpo: a/s, p_sacpo: a/p, cdpo: a/c}"
+    typed = validate_config(compose_run_config(["stage=eval", f"stage.policies={names}"], tmp_path))
+    assert list(typed.stage.policies) == ["sft", "safe_rlhf", "sacpo", "p_sacpo", "cdpo"]
