@@ -100,8 +100,8 @@ def preference_loss(
     ref_logprobs = torch.cat([ref_chosen, ref_rejected])
     desirable = torch.arange(logprobs.shape[0], device=logprobs.device) < chosen.shape[0]
     # Deliberate deviation from the paper: z_0 from the batch's own responses, not from
-    # mismatched (prompt, other response) pairs, which the batches cannot form (no prompt
-    # boundary). Detached either way; it biases z_0 up as the policy learns.
+    # mismatched (prompt, other response) pairs, which the dpo stage's batches cannot form (no
+    # prompt boundary). Detached either way; it biases z_0 up as the policy learns.
     reference_point = kto_reference_point(logprobs, ref_logprobs)
     loss, stats = kto_loss(
         logprobs,
