@@ -12,6 +12,9 @@
 #   make constraints   round 1's PPO under several constraints: per harm category (a cost head each,
 #               conf/constraints/per_category.yaml) and harm + a length budget (harm_and_length.yaml)
 #   make sacpo   SACPO's two DPO steps and the P-SACPO merge (SACPO_WEIGHT), evaluated beside Safe RLHF
+#   make cdpo    constrained DPO from the round's SFT policy, R and C (lambda_schedule=learned)
+#   make compare-families   SFT, Safe RLHF, SACPO, P-SACPO and C-DPO in one evaluation and one
+#               report with paired differences against SFT and wall times (round1/families/)
 #   make test   create .venv, install, run the whole test suite (make test-fast: without slow tests)
 #   make lint   ruff check and format check (make format fixes)
 #   make bench-ppo   our PPO-Lagrangian step against TRL's PPOTrainer, side by side (benchmarks/)
@@ -168,6 +171,27 @@ $(ROUND1)/ppo_lag_harm_length/model/config.json: $(ROUND1)/reward/model/config.j
 $(ROUND1)/constraints_eval/results.json: $(call ppo_dir,learned)/model/config.json $(ROUND1)/ppo_lag_per_category/model/config.json $(ROUND1)/ppo_lag_harm_length/model/config.json $(STAGE_FORCE)
 	$(TRAIN) stage=eval hydra.run.dir=$(ROUND1)/constraints_eval \
 		'stage.policies={sft: $(ROUND1)/sft/model, safe_rlhf: $(call ppo_dir,learned)/model, per_category: $(ROUND1)/ppo_lag_per_category/model, harm_and_length: $(ROUND1)/ppo_lag_harm_length/model}'
+
+# Constrained DPO (Liu et al. 2024) on round 1: samples of the policy labelled by R - λ·C, λ by
+# the same learned schedule and cost limit as Safe RLHF (stage=cdpo).
+.PHONY: cdpo compare-families
+cdpo: $(ROUND1)/cdpo/model/config.json
+$(ROUND1)/cdpo/model/config.json: $(ROUND1)/reward/model/config.json $(ROUND1)/cost/model/config.json $(STAGE_FORCE)
+	$(TRAIN) stage=cdpo hydra.run.dir=$(ROUND1)/cdpo
+
+# Both families side by side: SFT, Safe RLHF (PPO-Lagrangian), SACPO, P-SACPO and C-DPO in one
+# evaluation (round1/families/report.md, policy_plane.png), then families.md: each policy's
+# oracle metrics per prompt kind, its paired differences against SFT (± standard errors) and
+# the wall time of the stages behind it (from their train.log).
+FAMILIES := sft=sft safe_rlhf=reward,cost,ppo_lag sacpo=sacpo_helpful,sacpo_safety \
+	p_sacpo=sacpo_helpful,sacpo_safety,p_sacpo cdpo=reward,cost,cdpo
+compare-families: $(ROUND1)/families/families.md
+$(ROUND1)/families/results.json: $(call ppo_dir,learned)/model/config.json $(ROUND1)/p_sacpo/model/config.json $(ROUND1)/cdpo/model/config.json $(STAGE_FORCE)
+	$(TRAIN) stage=eval hydra.run.dir=$(ROUND1)/families \
+		'stage.policies={sft: $(ROUND1)/sft/model, safe_rlhf: $(call ppo_dir,learned)/model, sacpo: $(ROUND1)/sacpo_safety/model, p_sacpo: $(ROUND1)/p_sacpo/model, cdpo: $(ROUND1)/cdpo/model}'
+$(ROUND1)/families/families.md: $(ROUND1)/families/results.json
+	$(BIN)/python -m safe_rlhf_lightning.cli.families $(ROUND1)/families $(FAMILIES)
+	@cat $@
 
 # Rounds 2 and 3: round k collects pairs from round k-1's policy, retrains R | C from the SFT
 # policy on the base data plus every round's collected pairs, and runs PPO-Lagrangian from round

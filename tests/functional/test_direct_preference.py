@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from safe_rlhf_lightning.functional import (
+    best_and_worst,
     constrained_preference,
     dpo_loss,
     ipo_loss,
@@ -233,3 +234,21 @@ def test_constrained_preference_matches_a_float64_loop(seed):
         assert out.margin[i].item() == pytest.approx(a - b, rel=1e-12)
         assert bool(out.first_preferred[i]) == (a > b)
         assert not out.tie[i]
+
+
+def test_best_and_worst_by_hand():
+    # Two prompts of three responses each, adjacent rows; the first index wins a tie.
+    scores = torch.tensor([0.5, -1.0, 2.0, 3.0, 3.0, 3.0])
+    best, worst = best_and_worst(scores, 3)
+    assert best.tolist() == [2, 3] and worst.tolist() == [1, 3]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_best_and_worst_matches_a_loop(seed):
+    generator = torch.Generator().manual_seed(seed)
+    scores = torch.randn(5 * 4, generator=generator, dtype=torch.float64)
+    best, worst = best_and_worst(scores, 4)
+    for prompt in range(5):
+        rows = list(range(prompt * 4, prompt * 4 + 4))
+        assert best[prompt] == max(rows, key=lambda r: scores[r])
+        assert worst[prompt] == min(rows, key=lambda r: scores[r])

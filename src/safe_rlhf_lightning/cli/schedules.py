@@ -13,7 +13,7 @@ from ..lagrange import LambdaSchedule
 def build_schedule(cfg: DictConfig) -> LambdaSchedule:
     """Instantiate the ``lambda_schedule`` group; a wrong option is a config error naming it."""
     if cfg.get("lambda_schedule") is None:
-        raise ConfigError("config key 'lambda_schedule' is required by the ppo_lag stage")
+        raise ConfigError("config key 'lambda_schedule' is required by the ppo_lag and cdpo stages")
     try:
         schedule = instantiate(cfg.lambda_schedule)
     except InstantiationException as error:

@@ -17,6 +17,7 @@ from omegaconf import MISSING, OmegaConf
 
 from ..config import (
     BenchmarkCommandConfig,
+    CDPOStageConfig,
     CollectStageConfig,
     DPOStageConfig,
     EvalStageConfig,
@@ -38,6 +39,7 @@ STAGE_SCHEMAS = {
     "eval": EvalStageConfig,
     "collect": CollectStageConfig,
     "dpo": DPOStageConfig,
+    "cdpo": CDPOStageConfig,
 }
 
 

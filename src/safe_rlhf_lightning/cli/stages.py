@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..config import RunConfig
+from .cdpo import cdpo_data, run_cdpo
 from .collect import collect_data, run_collect
 from .dpo import dpo_data, run_dpo
 from .evaluate import eval_data, run_eval
@@ -30,4 +31,5 @@ STAGES = {
     "eval": Stage(run_eval, eval_data),
     "collect": Stage(run_collect, collect_data),
     "dpo": Stage(run_dpo, dpo_data),
+    "cdpo": Stage(run_cdpo, cdpo_data),
 }

@@ -12,6 +12,7 @@ The dataclasses are plain Python: any component can be built without Hydra.
 from .advantage import AdvantageEstimator, GAEAdvantage, GRPOAdvantage, RLOOAdvantage
 from .checks import ConfigError
 from .constraints import DEFAULT_NAME, MODEL_SCORER, ConstraintConfig
+from .direct_preference import CDPOStageConfig, DirectPreferenceStageConfig, DPOStageConfig
 from .resolvers import register_resolvers
 from .run import (
     DEFAULT_PROMPT_TEMPLATE,
@@ -35,7 +36,6 @@ from .stages import (
     ROUND_DIR,
     SFT_POLICY,
     CollectStageConfig,
-    DPOStageConfig,
     EvalStageConfig,
     PolicyStageConfig,
     PPOLagStageConfig,
@@ -55,6 +55,7 @@ __all__ = [
     "SFT_POLICY",
     "AdvantageEstimator",
     "BenchmarkCommandConfig",
+    "CDPOStageConfig",
     "CSVLoggerConfig",
     "CollectStageConfig",
     "ConfigError",
@@ -62,6 +63,7 @@ __all__ = [
     "CostThresholdConfig",
     "DPOStageConfig",
     "DataConfig",
+    "DirectPreferenceStageConfig",
     "EvalStageConfig",
     "GAEAdvantage",
     "GRPOAdvantage",

@@ -16,7 +16,8 @@ class TrainingStageConfig:
     """Options every trained stage shares: steps, AdamW and its schedule, batch sizes."""
 
     name: str = MISSING
-    """The stage (the ``stage`` group's option): sft, reward, cost, ppo_lag, eval or collect."""
+    """The stage (the ``stage`` group's option): sft, reward, cost, ppo_lag, dpo, cdpo, eval or
+    collect."""
     max_steps: int = 450
     """Optimizer steps (the trainer group reads it as ``trainer.max_steps``). SFT's default:
     enough for the tiny model to learn the benchmark's sentences."""
@@ -296,61 +297,6 @@ class PPOLagStageConfig(PolicyStageConfig):
         _check(0 < self.top_p <= 1, "stage.top_p", "in (0, 1]", self.top_p)
         _check(0 <= self.gamma <= 1, "stage.gamma", "in [0, 1]", self.gamma)
         _check(0 <= self.gae_lambda <= 1, "stage.gae_lambda", "in [0, 1]", self.gae_lambda)
-
-
-@dataclass(frozen=True)
-class DPOStageConfig(PolicyStageConfig):
-    """Direct preference optimisation (``name: dpo``): the policy learns from preference pairs
-    against a frozen reference, without R, C or sampling. One axis of the PKU-SafeRLHF schema per
-    run: ``better`` aligns for helpfulness, ``safer`` for harmlessness; SACPO (Wachi et al. 2024)
-    is the first followed by the second from its folder (``make sacpo``)."""
-
-    name: str = "dpo"
-    max_steps: int = 150
-    lr: float = 1e-4
-    """Far below SFT's: DPO moves a policy that already writes the benchmark's sentences."""
-    eval_limit: Optional[int] = 300
-    evaluate_before_training: bool = False
-    """The starting policy's oracle figures are its own stage's (same prompts and seed)."""
-    init_from: str = SFT_POLICY
-    """The policy to train: the SFT policy by default; SACPO's safety step starts from the
-    helpfulness step's ``model`` folder."""
-    reference_init: str = "${stage.init_from}"
-    """The frozen reference π_ref of the implicit reward: the starting policy by default."""
-    axis: str = "better"
-    """Which label of each pair is "chosen": better (``better_response_id``, helpfulness) or
-    safer (``safer_response_id``, harmlessness; the data must carry safety labels)."""
-    loss_type: str = "dpo"
-    """dpo (Rafailov et al. 2023, with cDPO's label smoothing), ipo (Azar et al. 2023) or kto
-    (Ethayarajh et al. 2024: chosen responses desirable, rejected undesirable)."""
-    beta: float = 0.1
-    """β: the weight of the KL to π_ref in the objective (smaller moves further from it).
-    SACPO's safety step uses β/λ (the paper's knob) as its own β."""
-    label_smoothing: float = 0.0
-    """cDPO's ε, the assumed rate of flipped labels (dpo only; 0 = plain DPO)."""
-    kto_desirable_weight: float = 1.0
-    """KTO's λ_D, the weight of the chosen (desirable) responses."""
-    kto_undesirable_weight: float = 1.0
-    """KTO's λ_U, the weight of the rejected (undesirable) responses."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check(self.axis in {"better", "safer"}, "stage.axis", "better or safer", self.axis)
-        _check(
-            self.loss_type in {"dpo", "ipo", "kto"},
-            "stage.loss_type",
-            "dpo, ipo or kto",
-            self.loss_type,
-        )
-        _check(self.beta > 0, "stage.beta", "> 0", self.beta)
-        _check(
-            0 <= self.label_smoothing < 0.5,
-            "stage.label_smoothing",
-            "in [0, 0.5)",
-            self.label_smoothing,
-        )
-        for key in ("kto_desirable_weight", "kto_undesirable_weight"):
-            _check(getattr(self, key) > 0, f"stage.{key}", "> 0", getattr(self, key))
 
 
 @dataclass(frozen=True)

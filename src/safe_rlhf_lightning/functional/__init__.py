@@ -2,6 +2,7 @@
 
 from .direct_preference import (
     ConstrainedPreference,
+    best_and_worst,
     constrained_preference,
     dpo_loss,
     ipo_loss,
@@ -51,6 +52,7 @@ from .preference import (
 
 __all__ = [
     "ConstrainedPreference",
+    "best_and_worst",
     "clipped_surrogate",
     "clipped_value_loss",
     "constrained_preference",

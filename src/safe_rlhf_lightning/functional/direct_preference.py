@@ -216,3 +216,19 @@ def constrained_preference(
     margin = (reward_0 - lambda_value * cost_0) - (reward_1 - lambda_value * cost_1)
     tie = margin.abs() <= tie_tolerance
     return ConstrainedPreference(first_preferred=(margin > 0) & ~tie, tie=tie, margin=margin)
+
+
+def best_and_worst(scores: Tensor, group_size: int) -> tuple[Tensor, Tensor]:
+    """Row indices of the best and the worst response of each prompt's group.
+
+    Args:
+        scores: (B·k,) one score per response, each prompt's k = ``group_size`` responses in
+            adjacent rows (as ``rollout.sample`` returns them), e.g. C-DPO's ``R - λ·C``.
+
+    Returns:
+        (B,) and (B,) indices into the B·k rows: the highest and the lowest score of each
+        group (the first one on equal scores; equal everywhere gives the same row twice).
+    """
+    groups = scores.view(-1, group_size)  # (B, k)
+    start = torch.arange(groups.shape[0], device=scores.device) * group_size
+    return start + groups.argmax(dim=-1), start + groups.argmin(dim=-1)

@@ -1,5 +1,6 @@
 """One LightningModule per stage; thin wiring over ``functional`` and ``models``."""
 
+from .cdpo import CDPOModule
 from .cost import CostModule
 from .dpo import DPOModule
 from .guards import FiniteGuard, NonFiniteError
@@ -9,6 +10,7 @@ from .reward import RewardModule
 from .sft import SFTModule
 
 __all__ = [
+    "CDPOModule",
     "CostModule",
     "DPOModule",
     "FiniteGuard",

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 from transformers import PreTrainedModel
 
-from ..config import DPOStageConfig
+from ..config import DirectPreferenceStageConfig, DPOStageConfig
 from ..functional import (
     diverging_span_mask,
     dpo_loss,
@@ -72,6 +72,50 @@ def pair_logprobs(
     return chosen, rejected
 
 
+def preference_loss(
+    chosen: Tensor,
+    rejected: Tensor,
+    ref_chosen: Tensor,
+    ref_rejected: Tensor,
+    config: DirectPreferenceStageConfig,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """The loss of ``config.loss_type`` (dpo, ipo or kto, with the config's β, label smoothing
+    and KTO weights) on (B,) summed log-probs of the chosen and the rejected responses under
+    the policy and the reference; the stats every direct-preference stage logs (``loss``,
+    ``accuracy``, ``reward_margin``, ``chosen_reward``, ``rejected_reward``)."""
+    hp = config
+    if hp.loss_type == "dpo":
+        return dpo_loss(
+            chosen,
+            rejected,
+            ref_chosen,
+            ref_rejected,
+            beta=hp.beta,
+            label_smoothing=hp.label_smoothing,
+        )
+    if hp.loss_type == "ipo":
+        return ipo_loss(chosen, rejected, ref_chosen, ref_rejected, beta=hp.beta)
+    # KTO on the pairs unpaired: chosen responses desirable, rejected ones undesirable.
+    logprobs = torch.cat([chosen, rejected])  # (2B,)
+    ref_logprobs = torch.cat([ref_chosen, ref_rejected])
+    desirable = torch.arange(logprobs.shape[0], device=logprobs.device) < chosen.shape[0]
+    # Deliberate deviation from the paper: z_0 from the batch's own responses, not from
+    # mismatched (prompt, other response) pairs, which the dpo stage's batches cannot form (no
+    # prompt boundary). Detached either way; it biases z_0 up as the policy learns.
+    reference_point = kto_reference_point(logprobs, ref_logprobs)
+    loss, stats = kto_loss(
+        logprobs,
+        ref_logprobs,
+        desirable,
+        reference_point,
+        beta=hp.beta,
+        desirable_weight=hp.kto_desirable_weight,
+        undesirable_weight=hp.kto_undesirable_weight,
+    )
+    margin = (chosen - ref_chosen) - (rejected - ref_rejected)  # (B,) per pair
+    return loss, {**stats, "accuracy": (margin.detach() > 0).float().mean()}
+
+
 class DPOModule(pl.LightningModule):
     """Trains ``policy`` on preference pairs with the DPO, IPO or KTO loss
     (``config.loss_type``) against the frozen ``reference``.
@@ -104,37 +148,7 @@ class DPOModule(pl.LightningModule):
         chosen, rejected = pair_logprobs(self.model, *pair)
         with torch.no_grad():
             ref_chosen, ref_rejected = pair_logprobs(self.reference, *pair)
-        hp = self.config
-        if hp.loss_type == "dpo":
-            return dpo_loss(
-                chosen,
-                rejected,
-                ref_chosen,
-                ref_rejected,
-                beta=hp.beta,
-                label_smoothing=hp.label_smoothing,
-            )
-        if hp.loss_type == "ipo":
-            return ipo_loss(chosen, rejected, ref_chosen, ref_rejected, beta=hp.beta)
-        # KTO on the pairs unpaired: chosen responses desirable, rejected ones undesirable.
-        logprobs = torch.cat([chosen, rejected])  # (2B,)
-        ref_logprobs = torch.cat([ref_chosen, ref_rejected])
-        desirable = torch.arange(logprobs.shape[0], device=logprobs.device) < chosen.shape[0]
-        # Deliberate deviation from the paper: z_0 from the batch's own responses, not from
-        # mismatched (prompt, other response) pairs, which the batches cannot form (no prompt
-        # boundary). Detached either way; it biases z_0 up as the policy learns.
-        reference_point = kto_reference_point(logprobs, ref_logprobs)
-        loss, stats = kto_loss(
-            logprobs,
-            ref_logprobs,
-            desirable,
-            reference_point,
-            beta=hp.beta,
-            desirable_weight=hp.kto_desirable_weight,
-            undesirable_weight=hp.kto_undesirable_weight,
-        )
-        margin = (chosen - ref_chosen) - (rejected - ref_rejected)  # (B,) per pair
-        return loss, {**stats, "accuracy": (margin.detach() > 0).float().mean()}
+        return preference_loss(chosen, rejected, ref_chosen, ref_rejected, self.config)
 
     def _log_stats(self, split: str, stats: dict[str, Tensor], size: int) -> None:
         for name in ("loss", "accuracy", "reward_margin", "chosen_reward", "rejected_reward"):
