@@ -191,6 +191,7 @@ def test_prompt_longer_than_max_length_names_the_record(model_folders, tmp_path,
     assert not (tmp_path / "run" / "model").exists()
 
 
+@pytest.mark.slow
 def test_cli_reports_a_bad_data_file_in_one_line(tmp_path, benchmark_dir):
     path = tmp_path / "sft.jsonl"
     path.write_text('{"prompt": "x", "response": "y"}\n{"prompt": "x", "response": ')
