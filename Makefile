@@ -15,7 +15,8 @@
 #   make cdpo    constrained DPO from the round's SFT policy, R and C (lambda_schedule=learned)
 #   make compare-families   SFT, Safe RLHF, SACPO, P-SACPO and C-DPO in one evaluation and one
 #               report with paired differences against SFT and wall times (round1/families/)
-#   make test   create .venv, install, run the whole test suite (make test-fast: without slow tests)
+#   make test   create .venv, install, run the whole test suite on every core (make test-fast:
+#               without the tests marked slow; TEST_WORKERS=0: in one process)
 #   make lint   ruff check and format check (make format fixes)
 #   make bench-ppo   our PPO-Lagrangian step against TRL's PPOTrainer, side by side (benchmarks/)
 #   make gpu-check   every stage a few steps on one GPU (bf16, ~100M Llama): throughput, peak memory
@@ -258,11 +259,15 @@ wandb-sync: $(INSTALL_STAMP)
 .PHONY: force
 force:
 
+# The suite runs on every logical CPU (pytest-xdist; each worker gets its share of the cores as
+# torch threads, tests/conftest.py); TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= logical
+PYTEST_XDIST = -n $(TEST_WORKERS) --dist load --maxschedchunk 1
 test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 test-fast: install
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_XDIST) -m "not slow" $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks experiments

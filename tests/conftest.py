@@ -13,7 +13,26 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest
 import torch
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+
+def _threads_per_process() -> int:
+    """Torch threads for this test process: two at most; under pytest-xdist the cores shared
+    among the workers (one each on 2 cores), so that workers do not oversubscribe the machine."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(2, (cores or 1) // workers))
+
+
+torch.set_num_threads(min(_threads_per_process(), torch.get_num_threads()))
+if "PYTEST_XDIST_WORKER" in os.environ:  # inherited by the runs tests start as subprocesses
+    os.environ.setdefault("OMP_NUM_THREADS", str(_threads_per_process()))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist, slow tests first (stable order otherwise): the scheduler hands them
+    out before the many quick ones, so the longest runs do not end up together at the tail."""
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
 
 SMALL_CORPUS = [
     "How do I bake bread at home?",

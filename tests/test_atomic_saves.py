@@ -36,6 +36,7 @@ def test_a_failed_write_keeps_the_previous_content(tmp_path, mode):
     assert [p.name for p in tmp_path.iterdir()] == ["file"]  # no temporary file left
 
 
+@pytest.mark.slow
 def test_checkpoint_killed_mid_save_leaves_the_previous_one_loadable(tmp_path):
     """A process saves 16 MB checkpoints in a loop and is SIGKILLed at a random moment."""
     path = tmp_path / "last.ckpt"
@@ -50,7 +51,7 @@ def test_checkpoint_killed_mid_save_leaves_the_previous_one_loadable(tmp_path):
     """)
     process = subprocess.Popen([sys.executable, "-c", script], env={**os.environ})
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300  # the first save, after importing torch
         while not path.exists():
             assert process.poll() is None and time.monotonic() < deadline
             time.sleep(0.01)

@@ -191,6 +191,7 @@ def test_prompt_longer_than_max_length_names_the_record(model_folders, tmp_path,
     assert not (tmp_path / "run" / "model").exists()
 
 
+@pytest.mark.slow
 def test_cli_reports_a_bad_data_file_in_one_line(tmp_path, benchmark_dir):
     path = tmp_path / "sft.jsonl"
     path.write_text('{"prompt": "x", "response": "y"}\n{"prompt": "x", "response": ')
@@ -237,6 +238,7 @@ def _cli(*overrides: str, tmp_path: Path, env: dict[str, str] | None = None):
     return result.returncode, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_cli_reports_a_training_set_left_empty_in_one_line(model_folders, tmp_path):
     """All pairs skipped or identical once tokenized: exit 2 and one line, not torch's
     'num_samples should be a positive integer value' with a traceback."""
@@ -268,6 +270,7 @@ def test_identical_responses_are_a_record_error(tmp_path):
         load_records([str(path)], "preference")
 
 
+@pytest.mark.slow
 def test_cli_reports_an_uncached_hub_dataset_in_one_line(model_folders, tmp_path):
     """Offline (the CLI's default) with an empty cache: which dataset, that it is not cached,
     and how to get it; no network is tried, so it fails at once."""
@@ -295,7 +298,8 @@ def test_cli_reports_an_uncached_hub_dataset_in_one_line(model_folders, tmp_path
         "datasets cache" in output
     )
     assert "HF_DATASETS_OFFLINE=0" in output and "'PKU-SafeRLHF/train:1:/path/to/copy'" in output
-    assert time.monotonic() - started < 120  # a hub look-up online retries for minutes
+    # A hub look-up online retries for minutes; the bound leaves room for a loaded machine.
+    assert time.monotonic() - started < 300
 
 
 def test_checkpoints_load_without_unpickling_code(model_folders, tmp_path, benchmark_dir):

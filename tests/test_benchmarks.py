@@ -16,6 +16,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 @pytest.mark.parametrize("fast", [False, True])
+@pytest.mark.slow
 def test_ppo_step_benchmark_reports_medians_and_phases(fast):
     options = ["--shared-critic", "--logprobs-from-generation", "--fused-optimizer"] if fast else []
     result = subprocess.run(
@@ -95,6 +96,7 @@ def test_pipeline_meter_sums_the_process_tree(tmp_path):
     assert meter["wall_s"] >= 1.0
 
 
+@pytest.mark.slow
 def test_gpu_check_runs_every_stage_in_its_cpu_smoke_mode(tmp_path):
     output = tmp_path / "check.json"
     result = subprocess.run(
@@ -130,6 +132,7 @@ def test_gpu_check_runs_every_stage_in_its_cpu_smoke_mode(tmp_path):
     assert any(line.startswith("ppo_lag ") for line in table), result.stdout
 
 
+@pytest.mark.slow
 def test_gpu_check_without_a_gpu_says_so_and_fails():
     result = subprocess.run(
         [sys.executable, str(BENCHMARKS / "gpu_check.py")],

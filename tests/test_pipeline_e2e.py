@@ -1,12 +1,15 @@
 """The README's main command end to end at reduced size: the Makefile's pipeline (data, SFT,
 reward ‖ cost, PPO-Lagrangian ‖ reward-only PPO, evaluation) run by make, then run again; then
 round 2 (collect from round 1's policy, R ‖ C on all data so far, PPO-Lagrangian from round 1's
-policy); then a two-value reward-shaping sweep (a Hydra multirun) and its summary."""
+policy); then a two-value reward-shaping sweep (the ``sweep_nu`` preset's Hydra multirun) logged to
+W&B offline, its summary, and ``make wandb-sync`` in its dry-run mode (no key, no network), the
+runs it would upload read back with wandb's own reader of offline runs (``wandb leet inspect``)."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -42,10 +45,21 @@ def make(
         "ARGS=" + " ".join(args),
         *variables,
     ]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+    # ~1 min for round 1 on 2 free cores; a heavily loaded machine took over 15.
+    env = _environment(tmp_path)
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1800)
     assert result.returncode == 0, result.stderr[-4000:]
     return result
+
+
+def _environment(tmp_path: Path) -> dict[str, str]:
+    """Offline, and W&B as on a fresh machine: no key, its own folders under ``tmp_path``."""
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_API_KEY"}
+    env |= {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "offline"}
+    env["NETRC"] = str(tmp_path / "no-netrc")
+    for name in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
+        env[name] = str(tmp_path / name.lower())
+    return env
 
 
 @pytest.mark.slow
@@ -90,8 +104,10 @@ def test_make_pipeline_runs_every_stage_and_reports_three_policies(tmp_path):
     again = make("round2", tmp_path=tmp_path, args=REDUCED, variables=collect)
     assert "safe-rlhf-train" not in again.stdout
 
-    # A two-value sweep by make: a Hydra multirun of round 1's PPO stage, then the summary.
-    make("sweep-nu", tmp_path=tmp_path, args=REDUCED, variables=("NU_GRID=0.5,2",))
+    # A two-value sweep by make: a Hydra multirun of round 1's PPO stage, then the summary; its
+    # runs and the summary go to W&B (offline here).
+    sweep_args = ("NU_GRID=0.5,2", "SWEEP_ARGS=logger=csv_wandb")
+    make("sweep-nu", tmp_path=tmp_path, args=REDUCED, variables=sweep_args)
     sweep = tmp_path / "runs" / "e2e" / "sweeps" / "nu"
     for value in ("0.5", "2.0"):  # ν is typed (FixedLambda's float): NU_GRID's 2 runs in nu_2.0
         assert "sweep_name: nu" in (sweep / f"nu_{value}" / "config.yaml").read_text()
@@ -117,6 +133,47 @@ def test_make_pipeline_runs_every_stage_and_reports_three_policies(tmp_path):
     assert rows["Safe RLHF"]["helpfulness_vs_safe_rlhf"] == "baseline"
     assert summary["verdict"] in (sweep / "summary.md").read_text()
     assert (sweep / "tradeoff.png").read_bytes()[:4] == b"\x89PNG"
+
+    # The documented upload, dry: it would sync one run per grid value and the summary's run.
+    synced = make(
+        "wandb-sync", tmp_path=tmp_path, args=[], variables=("WANDB_SYNC_ARGS=--dry-run",)
+    )
+    # wandb prints the paths relative to its working directory (make's, the repository) if below it
+    listed = re.findall(r"\S+\.wandb\b", synced.stdout + synced.stderr)
+    files = sorted(str(REPO / path) for path in listed)
+    assert "Would sync 3 run(s)" in synced.stdout + synced.stderr, synced.stderr
+    runs = {run["name"]: run for run in map(_wandb_run, files)}
+    assert set(runs) == {
+        "e2e-round1-ppo_lag-fixed-nu0.5",
+        "e2e-round1-ppo_lag-fixed-nu2",
+        "e2e-nu-summary",
+    }
+    assert {run["group"] for run in runs.values()} == {"e2e-nu"}  # one group: the sweep
+    for value, folder in (("0.5", "nu_0.5"), ("2", "nu_2.0")):
+        run = runs[f"e2e-round1-ppo_lag-fixed-nu{value}"]
+        assert run["job_type"] == "ppo_lag" and f"lambda_schedule.nu={value}" in run["tags"]
+        assert run["config"]["launch"]["swept"] == {"lambda_schedule.nu": value}
+        test = json.loads((sweep / folder / "results.json").read_text())["test"]
+        for column in ("harmful_ratio", "helpfulness", "helpfulness_benign"):
+            assert run["summary"][f"test/{column}"] == pytest.approx(test[column]), column
+    summary_run = runs["e2e-nu-summary"]
+    assert summary_run["job_type"] == "summary"
+    assert summary_run["summary"]["verdict"] == summary["verdict"]
+    assert "sweep_summary" in summary_run["summary"]  # the summary table
+
+
+def _wandb_run(path: str) -> dict:
+    """An offline run as wandb itself reads it back: name, tags, config and summary from
+    ``wandb leet inspect --summary --json``, group and job type from the run record of its log."""
+    wandb = [str(Path(sys.executable).parent / "wandb"), "leet", "inspect", "--json"]
+    run = json.loads(_check_output([*wandb, "--summary", path]))
+    records = map(json.loads, _check_output([*wandb, path]).splitlines())
+    (record,) = (r["run"] for r in records if r["type"] == "run")
+    return {**run, "group": record.get("run_group"), "job_type": record.get("job_type")}
+
+
+def _check_output(command: list[str]) -> str:
+    return subprocess.run(command, capture_output=True, text=True, check=True, timeout=120).stdout
 
 
 def _samples(folder: Path) -> list[dict]:

@@ -183,6 +183,6 @@ def test_scoring_ten_thousand_responses_is_fast(rows: dict[str, list[dict]]) -> 
     responses = [(r["prompt"], r[f"response_{i}"]) for r in pairs for i in (0, 1)]
     sample = random.Random(0).choices(responses, k=10_000)
     oracle = Oracle()
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: the bound holds on a loaded machine too
     oracle.score_many([p for p, _ in sample], [r for _, r in sample])
-    assert time.perf_counter() - start < 3.0
+    assert time.process_time() - start < 3.0

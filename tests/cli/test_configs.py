@@ -128,6 +128,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_cli_help_and_cfg_job_answer_without_training():
     help_text = _cli("--help")
     assert help_text.returncode == 0, help_text.stderr
@@ -138,6 +139,7 @@ def test_cli_help_and_cfg_job_answer_without_training():
     assert "lr: 0.002" in job.stdout
 
 
+@pytest.mark.slow
 def test_cli_reports_a_typo_without_a_traceback():
     result = _cli("stage.lrr=1")
     assert result.returncode != 0
@@ -145,6 +147,7 @@ def test_cli_reports_a_typo_without_a_traceback():
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_describe_prints_each_option_with_its_value_and_its_one_documentation():
     result = _cli("--describe", "stage=ppo_lag", "stage.kl_coef=0.02")
     assert result.returncode == 0, result.stderr

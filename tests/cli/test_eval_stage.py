@@ -61,6 +61,7 @@ def eval_config(tmp_path, benchmark_dir, model_folders, policies: dict, *extra: 
     )
 
 
+@pytest.mark.slow
 def test_eval_stage_writes_report_json_arenas_elo_and_plots(
     policies, model_folders, tmp_path, benchmark_dir
 ):
@@ -115,6 +116,7 @@ def test_eval_stage_writes_report_json_arenas_elo_and_plots(
     assert json.loads((run_dir / "results.json").read_text())["metrics"] == results["metrics"]
 
 
+@pytest.mark.slow
 def test_rater_judgements_read_back_into_an_elo_table(
     policies, model_folders, tmp_path, benchmark_dir
 ):

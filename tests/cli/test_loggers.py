@@ -120,6 +120,7 @@ def stage_config(tmp_path, benchmark_dir, *overrides: str):
     )
 
 
+@pytest.mark.slow
 def test_sft_stage_writes_an_offline_wandb_run_with_its_config_and_results(
     tmp_path, benchmark_dir, no_wandb_key, finish_wandb, caplog, capsys
 ):
@@ -165,6 +166,7 @@ def test_sft_stage_writes_an_offline_wandb_run_with_its_config_and_results(
     assert list(folder.glob("run-*.wandb")) and (folder / "logs" / "debug.log").exists()
 
 
+@pytest.mark.slow
 def test_sft_stage_writes_tensorboard_events(tmp_path, benchmark_dir):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -178,6 +180,7 @@ def test_sft_stage_writes_tensorboard_events(tmp_path, benchmark_dir):
     assert hparams["experiment_name"] == EXPERIMENT and hparams["stage"]["name"] == "sft"
 
 
+@pytest.mark.slow
 def test_ppo_stage_logs_sample_tables_to_wandb(
     model_folders,
     tmp_path,
@@ -215,6 +218,7 @@ def test_ppo_stage_logs_sample_tables_to_wandb(
     assert {"prompt", "response"} <= set(table["columns"]) and len(table["data"]) == 2 * 2
 
 
+@pytest.mark.slow
 def test_eval_stage_sends_its_metrics_and_samples_to_wandb(
     model_folders, tmp_path, benchmark_dir, no_wandb_key, finish_wandb
 ):

@@ -147,6 +147,7 @@ def test_only_a_folder_holding_nothing_but_the_launch_is_discarded(tmp_path):
     assert not discard_refused_run_folder(killed) and killed.exists()
 
 
+@pytest.mark.slow
 def test_a_refused_run_prints_one_line_on_stderr_and_leaves_no_folder(tmp_path, benchmark_dir):
     bad = tmp_path / "sft.jsonl"
     bad.write_text('{"prompt": "x", "response": "y"}\n{"prompt": "x", "response": ')

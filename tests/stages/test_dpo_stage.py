@@ -189,6 +189,7 @@ def test_bad_dpo_settings_name_their_key(tmp_path, override, key):
         validate_config(compose_run_config(["stage=dpo", override], tmp_path))
 
 
+@pytest.mark.slow
 def test_dpo_stage_runs_with_debug_fast(tmp_path, benchmark_dir, model_folders):
     cfg = compose_run_config(
         [

@@ -119,6 +119,7 @@ def test_sft_with_lora_trains_adapters_only_saves_the_merged_model_and_resumes(
     assert not torch.equal(resumed["state_dict"][adapter], state[adapter])  # trained on
 
 
+@pytest.mark.slow
 def test_cost_model_with_lora_trains_adapters_and_a_new_head_and_saves_a_plain_folder(
     model_folders, tmp_path, benchmark_dir, monkeypatch, token_batch
 ):

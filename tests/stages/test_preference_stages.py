@@ -61,6 +61,7 @@ def sft_folder(tmp_path_factory, benchmark_dir):
 
 
 @pytest.mark.parametrize("stage", ["reward", "cost"])
+@pytest.mark.slow
 def test_stage_run_writes_model_scores_histogram_and_metrics(
     stage, sft_folder, tmp_path, benchmark_dir
 ):
