@@ -47,9 +47,10 @@ COMMON = [
 FRAMEWORKS = {
     # name: (label, script, extra options); "python" picks the interpreter
     "ours": ("safe-rlhf-lightning PPO-Lag (defaults)", "ppo_step.py", []),
-    "ours_fast": ("safe-rlhf-lightning PPO-Lag (shared critic, log-probs from sampling, "
-                  "fused AdamW)", "ppo_step.py",
-                  ["--shared-critic", "--logprobs-from-generation", "--fused-optimizer"]),
+    "ours_shared": ("safe-rlhf-lightning PPO-Lag (defaults + shared critic)", "ppo_step.py",
+                    ["--shared-critic"]),
+    "ours_before": ("safe-rlhf-lightning PPO-Lag (log-probs pass, AdamW loop: the former "
+                    "defaults)", "ppo_step.py", ["--logprobs-forward-pass", "--loop-optimizer"]),
     "trl": ("TRL PPOTrainer", "trl_ppo_step.py", []),
 }  # fmt: skip
 

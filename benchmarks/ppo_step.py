@@ -3,12 +3,15 @@
 The counterpart of ``benchmarks/trl_ppo_step.py``, with the same options, the same tokenizer,
 prompts, model shapes (untied Llama), sampling temperature (0.7, TRL's default), batch, response
 length, PPO epochs and minibatches. Our step does more work than TRL's: a cost model, a cost
-critic and λ besides the reward model and the reward critic, and the actor's old log-probs from a
-forward pass of their own. Run with the project's environment::
+critic and λ besides the reward model and the reward critic. Run with the project's environment::
 
     .venv/bin/python benchmarks/ppo_step.py --hidden-size 128 --layers 2 --heads 4 \\
-        --intermediate 256 --vocab-size 600 [--shared-critic] [--logprobs-from-generation]
-        [--fused-optimizer]
+        --intermediate 256 --vocab-size 600 [--shared-critic] [--logprobs-forward-pass]
+        [--loop-optimizer]
+
+Without options the stage's defaults hold; ``--logprobs-forward-pass`` and ``--loop-optimizer``
+set ``stage.logprobs_from_generation`` and ``stage.fused_optimizer`` false (the defaults before
+they were turned on), ``--shared-critic`` sets ``stage.shared_critic`` true.
 
 A step is timed from one ``on_train_batch_end`` to the next (everything the loop does per step,
 as the TRL script measures from one ``on_step_end`` to the next). Prints one JSON object.
@@ -94,11 +97,15 @@ def prompt_batches(tokenizer, a):
 
 def main(argv=None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
-    # Options of ours only: one critic backbone with two heads; old log-probs from sampling.
-    ours = {"--shared-critic", "--logprobs-from-generation", "--fused-optimizer"}
+    # Options of ours only: one critic backbone with two heads; the defaults' rounding-only
+    # speed-ups turned off (old log-probs from a forward pass of their own, AdamW's loop).
+    ours = {"--shared-critic", "--logprobs-forward-pass", "--loop-optimizer"}
     shared_critic = "--shared-critic" in argv
-    from_generation = "--logprobs-from-generation" in argv
-    fused = "--fused-optimizer" in argv
+    overrides = {}
+    if "--logprobs-forward-pass" in argv:
+        overrides["logprobs_from_generation"] = False
+    if "--loop-optimizer" in argv:
+        overrides["fused_optimizer"] = False
     a = parse_args([arg for arg in argv if arg not in ours])
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -131,8 +138,7 @@ def main(argv=None) -> dict:
         critic_lr=3e-6,
         lr_scheduler="constant",
         lr_warmup_ratio=0.0,
-        logprobs_from_generation=from_generation,
-        fused_optimizer=fused,
+        **overrides,
     )
     module = PPOLagModule(
         actor,
@@ -180,8 +186,8 @@ def main(argv=None) -> dict:
         "framework": "safe-rlhf-lightning",
         "options": {
             "shared_critic": shared_critic,
-            "logprobs_from_generation": from_generation,
-            "fused_optimizer": fused,
+            "logprobs_from_generation": config.logprobs_from_generation,
+            "fused_optimizer": config.fused_optimizer,
         },
         "config": {
             "hidden_size": a.hidden_size,
