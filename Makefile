@@ -18,7 +18,8 @@
 #   make test   create .venv, install, run the whole test suite on every core (make test-fast:
 #               without the tests marked slow; TEST_WORKERS=0: in one process)
 #   make lint   ruff check and format check (make format fixes)
-#   make bench-ppo   our PPO-Lagrangian step against TRL's PPOTrainer, side by side (benchmarks/)
+#   make bench-ppo   our PPO- and GRPO-Lagrangian steps against TRL's PPO and GRPO, side by side,
+#               with FLOPs counted and the GEMM peak measured (benchmarks/)
 #   make gpu-check   every stage a few steps on one GPU (bf16, ~100M Llama): throughput, peak memory
 SHELL := /bin/bash
 PYTHON ?= python3

@@ -3,12 +3,15 @@
 The counterpart of ``benchmarks/trl_ppo_step.py``, with the same options, the same tokenizer,
 prompts, model shapes (untied Llama), sampling temperature (0.7, TRL's default), batch, response
 length, PPO epochs and minibatches. Our step does more work than TRL's: a cost model, a cost
-critic and λ besides the reward model and the reward critic, and the actor's old log-probs from a
-forward pass of their own. Run with the project's environment::
+critic and λ besides the reward model and the reward critic. Run with the project's environment::
 
     .venv/bin/python benchmarks/ppo_step.py --hidden-size 128 --layers 2 --heads 4 \\
-        --intermediate 256 --vocab-size 600 [--shared-critic] [--logprobs-from-generation]
-        [--fused-optimizer]
+        --intermediate 256 --vocab-size 600 [--shared-critic] [--logprobs-forward-pass]
+        [--loop-optimizer]
+
+Without options the stage's defaults hold; ``--logprobs-forward-pass`` and ``--loop-optimizer``
+set ``stage.logprobs_from_generation`` and ``stage.fused_optimizer`` false (the defaults before
+they were turned on), ``--shared-critic`` sets ``stage.shared_critic`` true.
 
 A step is timed from one ``on_train_batch_end`` to the next (everything the loop does per step,
 as the TRL script measures from one ``on_step_end`` to the next). Prints one JSON object.
@@ -22,6 +25,7 @@ import sys
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
+import argparse
 import itertools
 import json
 import resource
@@ -94,19 +98,32 @@ def prompt_batches(tokenizer, a):
 
 def main(argv=None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
-    # Options of ours only: one critic backbone with two heads; old log-probs from sampling.
-    ours = {"--shared-critic", "--logprobs-from-generation", "--fused-optimizer"}
-    shared_critic = "--shared-critic" in argv
-    from_generation = "--logprobs-from-generation" in argv
-    fused = "--fused-optimizer" in argv
-    a = parse_args([arg for arg in argv if arg not in ours])
+    # Options of ours only: one critic backbone with two heads; the defaults' rounding-only
+    # speed-ups turned off (old log-probs from a forward pass of their own, AdamW's loop); the
+    # advantage estimator and, for a group baseline, the responses per prompt.
+    ours = argparse.ArgumentParser(add_help=False)
+    ours.add_argument("--shared-critic", action="store_true")
+    ours.add_argument("--logprobs-forward-pass", action="store_true")
+    ours.add_argument("--loop-optimizer", action="store_true")
+    ours.add_argument("--advantage", choices=["gae", "grpo"], default="gae")
+    ours.add_argument("--group-size", type=int, default=1, help="responses per prompt")
+    o, rest = ours.parse_known_args(argv)
+    shared_critic = o.shared_critic
+    overrides = {}
+    if o.logprobs_forward_pass:
+        overrides["logprobs_from_generation"] = False
+    if o.loop_optimizer:
+        overrides["fused_optimizer"] = False
+    a = parse_args(rest)
+    if o.advantage == "grpo" and (o.group_size < 2 or shared_critic):
+        sys.exit("--advantage grpo needs --group-size >= 2 and no critic")
     if a.threads:
         torch.set_num_threads(a.threads)
     warnings.filterwarnings("ignore")
     import pytorch_lightning as pl
     import transformers
 
-    from safe_rlhf_lightning.config import PPOLagStageConfig
+    from safe_rlhf_lightning.config import GAEAdvantage, GRPOAdvantage, PPOLagStageConfig
     from safe_rlhf_lightning.lagrange import LearnedLambda
     from safe_rlhf_lightning.stages import PPOLagModule, updates_per_rollout
 
@@ -115,7 +132,11 @@ def main(argv=None) -> dict:
     tokenizer = build_tokenizer(a.vocab_size, a.seed)
     vocab = max(a.vocab_size, len(tokenizer))
     actor, reference, scores = build_models(a, vocab, tokenizer)
-    minibatch = a.batch_size // a.minibatches
+    rollouts = a.batch_size * o.group_size
+    minibatch = rollouts // a.minibatches
+    advantage = GRPOAdvantage() if o.advantage == "grpo" else GAEAdvantage()
+    if not advantage.critics:
+        del scores["reward_critic"], scores["cost_critic"]
     if shared_critic:
         scores["reward_critic"] = scores["reward_critic"].with_extra_head()
         del scores["cost_critic"]
@@ -126,26 +147,36 @@ def main(argv=None) -> dict:
         update_epochs=a.ppo_epochs,
         minibatch_size=minibatch,
         batch_size=a.batch_size,
-        num_return_sequences=1,
+        num_return_sequences=o.group_size,
         lr=3e-6,
         critic_lr=3e-6,
         lr_scheduler="constant",
         lr_warmup_ratio=0.0,
-        logprobs_from_generation=from_generation,
-        fused_optimizer=fused,
+        **overrides,
     )
     module = PPOLagModule(
         actor,
         reference,
         scores["reward"],
         scores["cost"],
-        scores["reward_critic"],
+        scores.get("reward_critic"),
         scores.get("cost_critic"),
         LearnedLambda(cost_limit=0.0),
         config,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
+        advantage=advantage,
     )
+    shapes: list[dict[str, int]] = []  # per step: what the FLOP count needs
+    make_rollout = module.make_rollout
+
+    def recording_rollout(prompts):
+        rollout = make_rollout(prompts)
+        rows, response = rollout.response_mask.shape
+        shapes.append({"rows": rows, "prompt": rollout.prompt_length, "response": response})
+        return rollout
+
+    module.make_rollout = recording_rollout
     ends: list[float] = []
 
     class StepTimer(pl.Callback):
@@ -155,7 +186,7 @@ def main(argv=None) -> dict:
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             ends.append(time.perf_counter())
 
-    updates = updates_per_rollout(a.batch_size, a.ppo_epochs, minibatch)
+    updates = updates_per_rollout(rollouts, a.ppo_epochs, minibatch)
     trainer = pl.Trainer(
         accelerator="cpu",
         devices=1,
@@ -174,14 +205,16 @@ def main(argv=None) -> dict:
     timed = steps[a.warmup :]
     history = module.history[a.warmup :]
     step_s = statistics.median(timed)
-    tokens = statistics.median(row["mean_generated_length"] * a.batch_size for row in history)
+    tokens = statistics.median(row["mean_generated_length"] * rollouts for row in history)
     n_params = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     result = {
         "framework": "safe-rlhf-lightning",
         "options": {
             "shared_critic": shared_critic,
-            "logprobs_from_generation": from_generation,
-            "fused_optimizer": fused,
+            "logprobs_from_generation": config.logprobs_from_generation,
+            "fused_optimizer": config.fused_optimizer,
+            "advantage": advantage.name,
+            "group_size": o.group_size,
         },
         "config": {
             "hidden_size": a.hidden_size,
@@ -205,6 +238,7 @@ def main(argv=None) -> dict:
         "prompts_per_s": a.batch_size / step_s,
         "generated_tokens_per_s": tokens / step_s,
         "step_times_s": [round(s, 4) for s in steps],
+        "step_shapes": shapes,
         "median_phase_s": {
             key: statistics.median(row[key] for row in history)
             for key in ("generation_seconds", "scoring_seconds", "update_seconds")

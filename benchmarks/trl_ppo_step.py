@@ -509,6 +509,11 @@ def main(argv=None):
         "median_update_phase_s": med("update_phase_s"),
         "median_pre_generation_s": med("pre_generation_s"),
         "median_gc_collect_s": med("gc_collect_s"),
+        "median_phase_s": {  # the names of ours (update phase: GAE, updates, gc.collect)
+            "generation_seconds": med("gen_s"),
+            "scoring_seconds": med("rollout_forward_s"),
+            "update_seconds": med("update_phase_s"),
+        },
         "median_step_excl_gc_collect_s": statistics.median(
             s["cycle_s"] - s["gc_collect_s"] for s in timed_steps
         ),
@@ -520,6 +525,10 @@ def main(argv=None):
             "gc.collect + next batch); gc_collect overlaps update_phase and pre_generation"
         ),
         "step_times_s": [round(s["cycle_s"], 4) for s in probe.steps],
+        "step_shapes": [
+            {"rows": a.batch_size, "prompt": s["context_length"], "response": s["response_width"]}
+            for s in probe.steps
+        ],
         "forward_passes_last_step": last["forward_calls"],
         "policy_kv_cache_decode_calls_last_step": last["policy_decode_calls_len1"],
         "context_length_last_step": last["context_length"],

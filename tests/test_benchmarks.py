@@ -54,18 +54,35 @@ def test_ppo_step_benchmark_reports_medians_and_phases(fast):
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout)
     assert report["options"] == {
-        "shared_critic": fast,
-        "logprobs_from_generation": fast,
-        "fused_optimizer": fast,
+        "shared_critic": switched,
+        "logprobs_from_generation": not switched,
+        "fused_optimizer": not switched,
+        "advantage": "grpo" if variant == "grpo" else "gae",
+        "group_size": group,
     }
     assert len(report["step_times_s"]) == 3 and report["median_step_s"] > 0
+    # Each rollout's shape, for the FLOP count: 4 prompts x the group, at most 6 new tokens.
+    assert len(report["step_shapes"]) == 3
+    for shape in report["step_shapes"]:
+        assert shape["rows"] == 4 * group and 1 <= shape["response"] <= 6
+        assert 8 <= shape["prompt"] <= 24  # the prompts' widths: --prompt-min/max-tokens
+    sys.path.insert(0, str(BENCHMARKS))
+    from compare_ppo import step_flops, work_rates
+
+    counted = [sum(phases.values()) for phases in step_flops("ours", report)][1:]
+    work = work_rates("ours", report)
+    assert work["achieved_gflops_per_s"] == pytest.approx(
+        sum(counted) / sum(report["step_times_s"][1:]) / 1e9
+    )
+    # The timed steps' work over their time, in the counted phases.
+    assert set(work["gflop_per_step_by_phase"]) == {"generation", "scoring", "updates"}
     assert report["prompts_per_s"] == pytest.approx(4 / report["median_step_s"])
     assert set(report["median_phase_s"]) == {
         "generation_seconds",
         "scoring_seconds",
         "update_seconds",
     }
-    assert ("cost_critic" in report["config"]["params_per_model"]) == (not fast)
+    assert ("cost_critic" in report["config"]["params_per_model"]) == (variant == "defaults")
 
 
 def test_pipeline_meter_sums_the_process_tree(tmp_path):

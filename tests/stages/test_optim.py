@@ -1,12 +1,15 @@
-"""AdamW and its schedule: the fused kernel is the loop's AdamW up to float rounding, and the
-stage option reaches every trained stage's optimizer."""
+"""AdamW and its schedule: the fused kernel is the loop's AdamW up to float rounding, it is every
+trained stage's default, and the stage option reaches the optimizer."""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import pytest
 import torch
 
-from safe_rlhf_lightning.stages.optim import adamw_with_warmup
+from safe_rlhf_lightning.config import SFTStageConfig
+from safe_rlhf_lightning.stages.optim import adamw_with_warmup, configure_adamw
 
 
 def _train_steps(steps: int, fused: bool = False):
@@ -52,12 +55,22 @@ def test_fused_adamw_equals_the_loop_up_to_rounding():
     assert [g["weight_decay"] for g in fused_optimizer.param_groups] == [0.1, 0.0]
 
 
-@pytest.mark.parametrize("stage", ["sft", "reward", "cost", "ppo_lag"])
-def test_the_stage_option_reaches_the_module(stage, tmp_path):
+@pytest.mark.parametrize("stage", ["sft", "reward", "cost", "ppo_lag", "dpo"])
+@pytest.mark.parametrize("override", [[], ["stage.fused_optimizer=false"]])
+def test_fused_adamw_is_every_stages_default_and_can_be_turned_off(stage, override, tmp_path):
     from safe_rlhf_lightning.cli.runner import validate_config
     from tests.conftest import compose_run_config
 
-    typed = validate_config(
-        compose_run_config([f"stage={stage}", "stage.fused_optimizer=true"], tmp_path)
+    typed = validate_config(compose_run_config([f"stage={stage}", *override], tmp_path))
+    assert typed.stage.fused_optimizer is not bool(override)  # the config the module takes whole
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_configure_adamw_builds_the_optimizer_the_config_names(fused):
+    stage = SimpleNamespace(
+        model=torch.nn.Linear(4, 2),
+        config=SFTStageConfig(fused_optimizer=fused),
+        trainer=SimpleNamespace(estimated_stepping_batches=10),
     )
-    assert typed.stage.fused_optimizer is True  # the config every stage module takes whole
+    optimizer = configure_adamw(stage)["optimizer"]
+    assert bool(optimizer.defaults["fused"]) is fused

@@ -402,9 +402,12 @@ def test_ppo_steps_with_a_shared_critic_train_both_heads(small_tokenizer, benchm
     assert bool((moved > 0).all())  # both the V_R and the V_C head learned
 
 
-def test_rollout_can_take_old_logprobs_from_sampling(small_tokenizer):
+@pytest.mark.parametrize("from_generation", [True, False])
+def test_old_logprobs_from_sampling_equal_a_forward_pass_up_to_rounding(
+    small_tokenizer, from_generation
+):
     module = make_module(
-        small_tokenizer, LearnedLambda(cost_limit=-10.0), logprobs_from_generation=True
+        small_tokenizer, LearnedLambda(cost_limit=-10.0), logprobs_from_generation=from_generation
     )
     encoded = small_tokenizer(
         ["hello there", "a"], padding=True, padding_side="left", return_tensors="pt"
@@ -417,7 +420,15 @@ def test_rollout_can_take_old_logprobs_from_sampling(small_tokenizer):
         )
     valid = rollout.response_mask
     torch.testing.assert_close(rollout.logprobs[valid], forward[valid], atol=1e-5, rtol=1e-5)
+    if not from_generation:  # the separate pass is the same computation as this one
+        assert torch.equal(rollout.logprobs[valid], forward[valid])
     assert {"generation_seconds", "scoring_seconds"} <= set(module.timings)
+
+
+def test_the_rounding_only_speed_options_are_the_defaults():
+    config = PPOLagStageConfig()
+    assert config.logprobs_from_generation and config.fused_optimizer
+    assert not config.shared_critic  # changes the method: an option only
 
 
 def test_a_reward_model_given_as_the_cost_model_names_the_key(

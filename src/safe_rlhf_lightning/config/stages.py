@@ -45,11 +45,11 @@ class TrainingStageConfig:
     optimizer steps otherwise) and at the end, for an exact resume after a kill; 0 = only at the
     end of each epoch and of training."""
 
-    fused_optimizer: bool = False
-    """torch's fused AdamW (one kernel over all parameters instead of a loop over them): on 2
-    CPU cores ~3x faster optimizer steps at ~25M parameters (benchmarks/RESULTS.md). Its results
-    differ from the loop's in the last bits, so it is off by default (recorded runs stay
-    reproducible bit for bit)."""
+    fused_optimizer: bool = True
+    """torch's fused AdamW (one kernel over all parameters) instead of its loop over them: the
+    same update rule, so only floating-point rounding changes (the last bits of the weights);
+    on 2 CPU cores ~3x faster optimizer steps at ~25M parameters (benchmarks/RESULTS.md). false
+    gives the loop, e.g. to reproduce runs recorded with it."""
 
     skip_nonfinite: bool = False
     """A NaN or inf in a loss or score: false = stop with an error naming it (the last
@@ -234,9 +234,12 @@ class PPOLagStageConfig(PolicyStageConfig):
     """One critic backbone with two value heads (V_R and V_C, started from
     ``reward_critic_init`` with a zero cost head) instead of two critics: one backbone pass
     less in every rollout and update. Two-stream schedules only."""
-    logprobs_from_generation: bool = False
-    """Take the actor's old log-probabilities from the sampling pass instead of a forward pass
-    of their own: one actor pass less per rollout, the same values up to float rounding."""
+    logprobs_from_generation: bool = True
+    """Take the actor's old log-probabilities from the sampling pass (its raw logits, before
+    temperature, top-p or repetition penalty) instead of a forward pass of their own: one actor
+    pass less per rollout. The same quantity, so only floating-point rounding changes (the KV
+    cache sums in another order than a whole-sequence pass). false gives the extra pass
+    (upstream safe-rlhf's way), e.g. to reproduce runs recorded with it."""
     num_return_sequences: int = 4
     """Responses sampled per prompt in each rollout (``batch_size`` prompts per rollout)."""
     max_new_tokens: int = 48

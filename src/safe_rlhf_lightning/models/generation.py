@@ -149,7 +149,7 @@ def decode(
     sequences, position = input_ids, positions[:, -1:]  # (B, P), (B, 1)
     finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
     new_tokens, logprobs = [], []
-    for _ in range(max_new_tokens):
+    for step in range(max_new_tokens):
         logits = output.logits[:, -1].float()  # (B, V)
         scores = processors(sequences, logits)
         token = sample_from_logits(scores) if do_sample else scores.argmax(dim=-1)
@@ -158,7 +158,9 @@ def decode(
         if return_logprobs:
             logprobs.append(logits.log_softmax(dim=-1).gather(-1, token[:, None]).squeeze(-1))
         finished = finished | (token == eos_token_id)
-        if bool(finished.all()):  # one host sync per token, as in generate
+        # One host sync per token, as in generate; no pass after the last token (its logits
+        # would go unused: a whole decoding step's work).
+        if step == max_new_tokens - 1 or bool(finished.all()):
             break
         sequences = torch.cat([sequences, token[:, None]], dim=1)
         mask = torch.cat([mask, torch.ones_like(token[:, None])], dim=1)

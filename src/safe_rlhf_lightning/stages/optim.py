@@ -28,12 +28,12 @@ def adamw_with_warmup(
     scheduler: str,
     warmup_ratio: float,
     total_steps: int,
-    fused: bool = False,
+    fused: bool,
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
     """AdamW with a linear warmup over ``warmup_ratio * total_steps`` then ``scheduler`` decay.
 
     ``model`` may also be a list of parameter groups (each may carry its own ``lr``); ``fused``
-    picks torch's fused kernel (equal to the default loop up to float rounding).
+    picks torch's fused kernel over torch's loop (the same update up to float rounding).
     """
     groups = model if isinstance(model, list) else decay_parameter_groups(model, weight_decay)
     optimizer = torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused)
