@@ -15,10 +15,19 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-@pytest.mark.parametrize("fast", [False, True])
+VARIANTS = {
+    "defaults": [],
+    "switched": ["--shared-critic", "--logprobs-forward-pass", "--loop-optimizer"],
+    "grpo": ["--advantage", "grpo", "--group-size", "2"],
+}
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
 @pytest.mark.slow
-def test_ppo_step_benchmark_reports_medians_and_phases(fast):
-    options = ["--shared-critic", "--logprobs-from-generation", "--fused-optimizer"] if fast else []
+def test_ppo_step_benchmark_reports_medians_phases_and_shapes(variant):
+    switched = variant == "switched"
+    group = 2 if variant == "grpo" else 1
+    options = VARIANTS[variant]
     result = subprocess.run(
         [
             sys.executable,
