@@ -33,6 +33,9 @@ _MODULE_OF = {
     "oracle_table": "report",
     "plot_training_curves": "training_curves",
     "second_half_oscillation": "training_curves",
+    "headline": "verdict",
+    "headline_markdown": "verdict",
+    "reward_only_policies": "verdict",
 }
 
 __all__ = sorted(_MODULE_OF)
