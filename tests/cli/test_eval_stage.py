@@ -113,6 +113,11 @@ def test_eval_stage_writes_report_json_arenas_elo_and_plots(
         "rater_pairs.csv",
     ):
         assert text in report
+    # The headline check against SFT: the copy of SFT differs by nothing on any prompt.
+    assert "## Safer and more helpful than SFT? (the headline check)" in report
+    zero = "+0.000 ± 0.000"
+    assert f"| sft_again | all | {NUM_PROMPTS} | {zero} | {zero} | {zero} |" in report
+    assert "sft_again: helpfulness on harmful prompts not below SFT" in report
     assert json.loads((run_dir / "results.json").read_text())["metrics"] == results["metrics"]
 
 

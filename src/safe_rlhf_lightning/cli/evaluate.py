@@ -20,6 +20,8 @@ from ..evaluation import (
     elo_ratings,
     export_rater_pairs,
     harm_category_rows,
+    headline,
+    headline_markdown,
     held_out_prompts,
     oracle_table,
     pairwise_matches,
@@ -27,6 +29,7 @@ from ..evaluation import (
     plot_score_distributions,
     plot_training_curves,
     read_rater_judgements,
+    reward_only_policies,
     sample_policy,
     score_responses,
     write_arena_csv,
@@ -71,7 +74,7 @@ def run_eval(ctx: StageContext) -> dict:
     results["elo"] = _elo_tables(stage, names, rows, benchmark, prompts, responses, run_dir)
     results["plots"] = _plots(policies, metrics, rows, benchmark, typed, run_dir)
     write_json_atomic(run_dir / "results.json", results, sort_keys=False)  # policies in order
-    _write_report(run_dir, results, benchmark)
+    _write_report(run_dir, results, benchmark, rows)
     if ctx.cfg.logger.get("wandb") is not None:  # no trainer here: the run is opened for this
         tables = {f"samples/{name}": rows[name] for name in policies}
         report_results(build_loggers(ctx.cfg), results, tables)
@@ -293,7 +296,7 @@ def _plots(policies, metrics, rows, benchmark, typed: RunConfig, run_dir: Path) 
     return plots
 
 
-def _write_report(run_dir: Path, results: dict, benchmark: bool) -> None:
+def _write_report(run_dir: Path, results: dict, benchmark: bool, rows: dict) -> None:
     metrics = results["metrics"]
     names = list(metrics)
     source = "the embedded benchmark" if benchmark else "data.prompt_eval"
@@ -324,6 +327,11 @@ def _write_report(run_dir: Path, results: dict, benchmark: bool) -> None:
             for n in axes["helpfulness"]
         ]
         lines.append("")
+    if benchmark and "sft" in rows and len(rows) > 1:
+        control = reward_only_policies(results["policies"])
+        check = headline(rows, results["elo"].get("oracle"), "sft", control)
+        lines += ["## Safer and more helpful than SFT? (the headline check)", ""]
+        lines += [headline_markdown(check)]
     for name, summary in results["arenas"].items():
         lines += [
             f"## Arena {name.replace('_vs_', ' vs ')} (judged by R and C)",

@@ -34,6 +34,9 @@ _MODULE_OF = {
     "plot_constraint_curves": "training_curves",
     "plot_training_curves": "training_curves",
     "second_half_oscillation": "training_curves",
+    "headline": "verdict",
+    "headline_markdown": "verdict",
+    "reward_only_policies": "verdict",
 }
 
 __all__ = sorted(_MODULE_OF)
