@@ -15,10 +15,10 @@ from ..models import load_causal_lm, load_tokenizer, save_pretrained_atomic
 from ..stages import CDPOModule
 from .data import datamodule_options
 from .hub import require_model_folder
-from .models import prepare_trained_model
-from .ppo_lag import _deepspeed_clipping, _require_same_tokens, _score_model
+from .models import frozen_score_model, prepare_trained_model, require_same_tokens
 from .runner import DataNeed, StageContext, TrainingJob, fit_and_report
 from .schedules import build_schedule
+from .trainer import deepspeed_clipping
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +37,13 @@ def run_cdpo(ctx: StageContext) -> dict:
         stage.reference_init, "stage.reference_init", "the starting policy by default"
     )
     tokenizer = load_tokenizer(stage.init_from, trust_remote_code=trust)
-    _require_same_tokens(stage.reference_init, "stage.reference_init", tokenizer, typed)
-    reward_model, reward_retokenizer = _score_model(stage.reward_model, "reward", tokenizer, typed)
-    cost_model, cost_retokenizer = _score_model(stage.cost_model, "cost", tokenizer, typed)
+    require_same_tokens(stage.reference_init, "stage.reference_init", tokenizer, typed)
+    reward_model, reward_retokenizer = frozen_score_model(
+        stage.reward_model, "reward", "stage.reward_model", tokenizer, typed
+    )
+    cost_model, cost_retokenizer = frozen_score_model(
+        stage.cost_model, "cost", "stage.cost_model", tokenizer, typed
+    )
     prompts = PromptDataModule(
         tokenizer, ctx.data.prompt_train, [], **datamodule_options(typed, ctx.template)
     )
@@ -91,7 +95,7 @@ def run_cdpo(ctx: StageContext) -> dict:
             "log_every_n_steps": 1,
             "enable_checkpointing": False,  # PPOStepCheckpoint writes last.ckpt
         },
-        configure_trainer=_deepspeed_clipping(stage.max_grad_norm),
+        configure_trainer=deepspeed_clipping(stage.max_grad_norm),
         report=report,
     )
     with warnings.catch_warnings():  # the reference, R and C are in eval mode on purpose

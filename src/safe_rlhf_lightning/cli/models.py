@@ -3,8 +3,10 @@ checkpointing on the models a stage trains."""
 
 from __future__ import annotations
 
+import logging
+
 from ..benchmark import benchmark_corpus
-from ..config import ConfigError, ModelConfig
+from ..config import ConfigError, ModelConfig, RunConfig
 from ..data import PromptTemplate
 from ..models import (
     LoraSettings,
@@ -17,6 +19,10 @@ from ..models import (
     prepare_trainable,
     train_bpe_tokenizer,
 )
+from ..rollout import Retokenizer, same_tokenizer
+from .hub import require_model_folder
+
+log = logging.getLogger(__name__)
 
 
 def build_policy(model_cfg: ModelConfig, template: PromptTemplate):
@@ -74,3 +80,28 @@ def load_score_model(folder: str, score_type: str, key: str, **options) -> Score
         return ScoreModel.from_pretrained(folder, score_type=score_type, **options)
     except ValueError as error:
         raise ConfigError(f"config key '{key}': {error}") from None
+
+
+def frozen_score_model(path: str, name: str, key: str, actor_tokenizer, typed: RunConfig):
+    """A frozen R or C (``key`` names its folder), and a re-tokenizer when its tokenizer is
+    not the actor's."""
+    require_model_folder(path, key, f"run the {name} stage first", kind="score")
+    trust = typed.model.trust_remote_code
+    model = load_score_model(path, name, key, trust_remote_code=trust, dtype=typed.model.dtype)
+    tokenizer = load_tokenizer(path, trust_remote_code=trust)
+    if same_tokenizer(tokenizer, actor_tokenizer):
+        return model, None
+    log.info("the %s model uses another tokenizer than the actor: re-tokenizing its inputs", name)
+    return model, Retokenizer(actor_tokenizer, tokenizer, typed.data.max_length)
+
+
+def require_same_tokens(path: str, key: str, actor_tokenizer, typed: RunConfig) -> None:
+    """The reference and the critics read the actor's token ids (per-token log-probabilities
+    and values): their folder's tokenizer must be the actor's."""
+    tokenizer = load_tokenizer(path, trust_remote_code=typed.model.trust_remote_code)
+    if not same_tokenizer(tokenizer, actor_tokenizer):
+        raise ConfigError(
+            f"config key '{key}': {path} has another tokenizer than the actor "
+            f"({len(tokenizer)} vs {len(actor_tokenizer)} tokens); it must read the actor's "
+            "token ids (per-token log-probabilities and values)"
+        )

@@ -23,15 +23,15 @@ from ..evaluation import (
 )
 from ..files import append_jsonl, write_jsonl_atomic, write_text_atomic
 from ..models import ScoreModel, load_causal_lm, load_tokenizer, save_pretrained_atomic
-from ..rollout import Retokenizer, same_tokenizer
 from ..stages import PPOLagModule, updates_per_rollout
 from .advantage import build_advantage
 from .constraints import ConstraintModels, check_heads, load_constraints
 from .data import datamodule_options, uses_benchmark
 from .hub import require_model_folder
-from .models import load_score_model, prepare_trained_model
+from .models import frozen_score_model, prepare_trained_model, require_same_tokens
 from .runner import DataNeed, StageContext, TrainingJob, fit_and_report
 from .schedules import build_schedule
+from .trainer import deepspeed_clipping
 
 log = logging.getLogger(__name__)
 
@@ -67,15 +67,15 @@ def run_ppo_lag(ctx: StageContext) -> dict:
         "the round's starting policy by default",
         kind="policy",
     )
-    _require_same_tokens(stage.reference_init, "stage.reference_init", tokenizer, typed)
+    require_same_tokens(stage.reference_init, "stage.reference_init", tokenizer, typed)
     reference = load_causal_lm(stage.reference_init, trust_remote_code=trust, dtype=dtype)
-    reward_model, reward_retokenizer = _score_model(
+    reward_model, reward_retokenizer = frozen_score_model(
         stage.reward_model, "reward", "stage.reward_model", tokenizer, typed
     )
     if typed.constraints:
         plan = load_constraints(
             typed,
-            lambda path, key: _score_model(path, "cost", key, tokenizer, typed),
+            lambda path, key: frozen_score_model(path, "cost", key, tokenizer, typed),
             stage.reward_critic_init,
         )
         cost_model, cost_retokenizer, schedule = plan.cost_models, None, None
@@ -85,7 +85,7 @@ def run_ppo_lag(ctx: StageContext) -> dict:
     else:
         plan, cost_model, cost_retokenizer = None, None, None
         if stage.cost_model is not None:
-            cost_model, cost_retokenizer = _score_model(
+            cost_model, cost_retokenizer = frozen_score_model(
                 stage.cost_model, "cost", "stage.cost_model", tokenizer, typed
             )
         elif schedule.two_streams:
@@ -172,22 +172,13 @@ def run_ppo_lag(ctx: StageContext) -> dict:
             "log_every_n_steps": 1,
             "enable_checkpointing": False,  # PPOStepCheckpoint writes last.ckpt
         },
-        configure_trainer=_deepspeed_clipping(stage.max_grad_norm),
+        configure_trainer=deepspeed_clipping(stage.max_grad_norm),
         after_fit=after_fit,
         report=report,
     )
     with warnings.catch_warnings():  # the reference, R and C are in eval mode on purpose
         warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode")
         return fit_and_report(ctx, job)
-
-
-def _deepspeed_clipping(max_grad_norm: float) -> Callable[[pl.Trainer], None]:
-    def configure(trainer: pl.Trainer) -> None:
-        if type(trainer.strategy).__name__ == "DeepSpeedStrategy":
-            # The engine owns the gradients (partitioned): it clips them, over all trained models.
-            trainer.strategy.config["gradient_clipping"] = max_grad_norm
-
-    return configure
 
 
 def _run_results(typed: RunConfig, module: PPOLagModule, advantage: str) -> dict:
@@ -239,24 +230,11 @@ def _critics(stage: PPOLagStageConfig, two_streams: bool, tokenizer, typed: RunC
     return reward_critic, None
 
 
-def _score_model(path: str, name: str, key: str, actor_tokenizer, typed: RunConfig):
-    """A frozen R or C (``key`` names its folder), and a re-tokenizer when its tokenizer is
-    not the actor's."""
-    require_model_folder(path, key, f"run the {name} stage first", kind="score")
-    trust = typed.model.trust_remote_code
-    model = load_score_model(path, name, key, trust_remote_code=trust, dtype=typed.model.dtype)
-    tokenizer = load_tokenizer(path, trust_remote_code=trust)
-    if same_tokenizer(tokenizer, actor_tokenizer):
-        return model, None
-    log.info("the %s model uses another tokenizer than the actor: re-tokenizing its inputs", name)
-    return model, Retokenizer(actor_tokenizer, tokenizer, typed.data.max_length)
-
-
 def _critic(path: str | None, key: str, actor_tokenizer, typed: RunConfig) -> ScoreModel:
     """A critic (no normalization) from a score model or causal LM sharing the actor's tokens."""
     require_model_folder(path, key, "a score model (R or C by default) or a causal LM")
     trust = typed.model.trust_remote_code
-    _require_same_tokens(path, key, actor_tokenizer, typed)
+    require_same_tokens(path, key, actor_tokenizer, typed)
     critic = ScoreModel.from_pretrained(
         path,
         score_type="critic",
@@ -265,18 +243,6 @@ def _critic(path: str | None, key: str, actor_tokenizer, typed: RunConfig) -> Sc
         dtype=typed.model.dtype,
     )
     return prepare_trained_model(critic, typed.model).train()
-
-
-def _require_same_tokens(path: str, key: str, actor_tokenizer, typed: RunConfig) -> None:
-    """The reference and the critics read the actor's token ids (per-token log-probabilities
-    and values): their folder's tokenizer must be the actor's."""
-    tokenizer = load_tokenizer(path, trust_remote_code=typed.model.trust_remote_code)
-    if not same_tokenizer(tokenizer, actor_tokenizer):
-        raise ConfigError(
-            f"config key '{key}': {path} has another tokenizer than the actor "
-            f"({len(tokenizer)} vs {len(actor_tokenizer)} tokens); it must read the actor's "
-            "token ids (per-token log-probabilities and values)"
-        )
 
 
 def _train_loader(typed: RunConfig, tokenizer, template: PromptTemplate):

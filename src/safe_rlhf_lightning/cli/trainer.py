@@ -4,7 +4,7 @@ from, and callbacks added by in-process callers."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -91,3 +91,12 @@ def require_devices(trainer: TrainerConfig) -> None:
             "no CUDA device that torch can use (torch.cuda.is_available() is false): run with "
             "trainer=cpu (or trainer=ddp_cpu for several processes)"
         )
+
+
+def deepspeed_clipping(max_grad_norm: float) -> Callable[[pl.Trainer], None]:
+    def configure(trainer: pl.Trainer) -> None:
+        if type(trainer.strategy).__name__ == "DeepSpeedStrategy":
+            # The engine owns the gradients (partitioned): it clips them, over all trained models.
+            trainer.strategy.config["gradient_clipping"] = max_grad_norm
+
+    return configure

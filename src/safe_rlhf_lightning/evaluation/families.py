@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..files import write_json_atomic, write_text_atomic
-from .sweep_summary import NOISE_SE, _paired
+from .sweep_summary import NOISE_SE, paired_verdict
 
 KINDS = ("benign", "dual_use", "harmful")  # the benchmark's prompt kinds (benchmark.world)
 AXES = {"harmful_ratio": False, "helpfulness": True}  # axis -> higher is better
@@ -74,7 +74,7 @@ def paired_by_kind(
     samples: Sequence[Mapping[str, Any]], baseline: Sequence[Mapping[str, Any]]
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """Per prompt kind and axis: the mean over prompts of (policy - baseline), its standard
-    error and the verdict (``sweep_summary._paired``). Both must have answered the same
+    error and the verdict (``sweep_summary.paired_verdict``). Both must have answered the same
     prompts in the same order (the eval stage's samples do)."""
     if [s["prompt"] for s in samples] != [s["prompt"] for s in baseline]:
         raise FamiliesError("the two policies' samples are not of the same prompts in one order")
@@ -88,8 +88,8 @@ def paired_by_kind(
         if len(pairs) < 2:
             continue
         paired[kind] = {
-            "harmful_ratio": _paired([_harmful(a) - _harmful(b) for a, b in pairs], False),
-            "helpfulness": _paired(
+            "harmful_ratio": paired_verdict([_harmful(a) - _harmful(b) for a, b in pairs], False),
+            "helpfulness": paired_verdict(
                 [a["oracle_helpfulness"] - b["oracle_helpfulness"] for a, b in pairs], True
             ),
         }

@@ -14,9 +14,7 @@ Model-free and torch-free: the runs have already been sampled and scored by the 
 from __future__ import annotations
 
 import json
-import math
 import re
-import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,6 +23,7 @@ from typing import Any
 import yaml
 
 from ..files import save_figure_atomic, write_csv_atomic, write_json_atomic, write_text_atomic
+from .verdict import mean_and_se
 
 RUN_FILES = ("results.json", "samples.jsonl", "config.yaml")
 METHODS = {  # lambda_schedule class -> the paper's name of the method
@@ -234,11 +233,10 @@ def win_rates(run: Run, reference: Run) -> dict[str, float]:
     }
 
 
-def _paired(differences: Sequence[float], higher_is_better: bool) -> dict[str, Any]:
-    """Mean of per-prompt differences, its standard error (sample std / sqrt(n)) and a verdict:
-    better or worse when the mean is at least ``NOISE_SE`` standard errors from 0."""
-    n = len(differences)
-    diff, se = statistics.fmean(differences), statistics.stdev(differences) / math.sqrt(n)
+def paired_verdict(differences: Sequence[float], higher_is_better: bool) -> dict[str, Any]:
+    """Mean of per-prompt differences, its standard error (``verdict.mean_and_se``) and a
+    verdict: better or worse when the mean is at least ``NOISE_SE`` standard errors from 0."""
+    diff, se, _ = mean_and_se(differences)
     if abs(diff) < NOISE_SE * se or diff == 0.0:
         verdict = "within noise"
     else:
@@ -255,7 +253,10 @@ def paired_comparison(run: Run, baseline: Run) -> dict[str, dict[str, Any]]:
         raise SummaryError(f"{run.folder}: a paired comparison needs at least 2 prompts")
     helpful = [a["helpfulness"] - b["helpfulness"] for a, b in pairs]
     harmful = [float(not a["is_safe"]) - float(not b["is_safe"]) for a, b in pairs]
-    return {"helpfulness": _paired(helpful, True), "harmful_ratio": _paired(harmful, False)}
+    return {
+        "helpfulness": paired_verdict(helpful, True),
+        "harmful_ratio": paired_verdict(harmful, False),
+    }
 
 
 def find_baseline(runs: Sequence[Run]) -> Run | None:

@@ -49,18 +49,25 @@ class Paired(NamedTuple):
     n: int
 
 
-def paired_difference(ours: Sequence[float], theirs: Sequence[float]) -> Paired:
-    """``mean(ours[i] − theirs[i])`` and its standard error ``stdev / √n`` (sample standard
-    deviation, n − 1); SE is NaN below two pairs, where no spread can be estimated."""
-    if len(ours) != len(theirs) or not ours:
-        raise ValueError(f"need equally many values, at least one: {len(ours)}, {len(theirs)}")
-    diffs = [float(a) - float(b) for a, b in zip(ours, theirs, strict=True)]
+def mean_and_se(differences: Sequence[float]) -> Paired:
+    """Mean of per-prompt differences and its standard error ``stdev / √n`` (sample standard
+    deviation, n − 1); SE is NaN below two differences, where no spread can be estimated."""
+    if not differences:
+        raise ValueError("need at least one difference")
+    diffs = [float(d) for d in differences]
     n = len(diffs)
     mean = math.fsum(diffs) / n
     if n < 2:
         return Paired(mean, math.nan, n)
     variance = math.fsum((d - mean) ** 2 for d in diffs) / (n - 1)
     return Paired(mean, math.sqrt(variance / n), n)
+
+
+def paired_difference(ours: Sequence[float], theirs: Sequence[float]) -> Paired:
+    """``mean(ours[i] − theirs[i])`` and its standard error (``mean_and_se``)."""
+    if len(ours) != len(theirs) or not ours:
+        raise ValueError(f"need equally many values, at least one: {len(ours)}, {len(theirs)}")
+    return mean_and_se([float(a) - float(b) for a, b in zip(ours, theirs, strict=True)])
 
 
 def harm_cut(ratio: float, sft_ratio: float, factor: float = HARM_FACTOR) -> bool:
