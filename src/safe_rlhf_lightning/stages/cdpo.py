@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 from transformers import PreTrainedModel
 
+from ..config import DEFAULT_NAME as DEFAULT_CONSTRAINT
 from ..config import CDPOStageConfig
 from ..distributed import clip_per_model
 from ..functional import best_and_worst, constrained_preference, masked_sum
@@ -25,6 +26,7 @@ from . import ppo_lag_checkpoint
 from .dpo import preference_loss
 from .guards import FiniteGuard, NonFiniteError, nonfinite_names
 from .optim import adamw_with_warmup, decay_parameter_groups
+from .ppo_lag_constraints import Constraint
 
 
 class PolicyUpdate(NamedTuple):
@@ -77,7 +79,7 @@ class CDPOModule(pl.LightningModule):
         self.strict_loading = False  # checkpoints leave out the frozen models' weights
         self.policy = policy
         self.reference, self.reward_model, self.cost_model = reference, reward_model, cost_model
-        for name in ppo_lag_checkpoint.FROZEN:  # reference, reward_model, cost_model
+        for name in self.frozen_names():
             getattr(self, name).eval().requires_grad_(False)
         self.schedule, self.config = schedule, config
         self.advantage = PolicyUpdate()
@@ -98,9 +100,18 @@ class CDPOModule(pl.LightningModule):
     def ppo_step(self, value: int) -> None:
         self.iteration = value
 
+    def frozen_names(self) -> tuple[str, ...]:
+        """The frozen models: left out of checkpoints, never trained."""
+        return ("reference", "reward_model", "cost_model")
+
+    @property
+    def constraints(self) -> list[Constraint]:
+        """The one constraint E[C] <= d, as PPO-Lagrangian's checkpoint code reads it."""
+        return [Constraint(DEFAULT_CONSTRAINT, self.schedule)]
+
     def train(self, mode: bool = True):
         super().train(mode)
-        for name in ppo_lag_checkpoint.FROZEN:  # Lightning sets train mode on every submodule
+        for name in self.frozen_names():  # Lightning sets train mode on every submodule
             getattr(self, name).eval()
         return self
 
