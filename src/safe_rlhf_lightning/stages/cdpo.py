@@ -25,7 +25,7 @@ from ..types import PromptBatch
 from . import ppo_lag_checkpoint
 from .dpo import preference_loss
 from .guards import FiniteGuard, NonFiniteError, nonfinite_names
-from .optim import adamw_with_warmup, decay_parameter_groups
+from .optim import configure_adamw
 from .ppo_lag_constraints import Constraint
 
 
@@ -219,21 +219,7 @@ class CDPOModule(pl.LightningModule):
         return {key: float(value) for key, value in stats.items()}
 
     def configure_optimizers(self):
-        hp = self.config
-        optimizer, scheduler = adamw_with_warmup(
-            decay_parameter_groups(self.policy, hp.weight_decay),
-            lr=hp.lr,
-            weight_decay=hp.weight_decay,
-            betas=tuple(hp.adam_betas),
-            scheduler=hp.lr_scheduler,
-            warmup_ratio=hp.lr_warmup_ratio,
-            total_steps=self.trainer.estimated_stepping_batches,
-            fused=hp.fused_optimizer,
-        )
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
-        }
+        return configure_adamw(self, self.policy)
 
     # PPO-Lagrangian's checkpoint contents serve as they are: the trained weights only, the λ
     # schedule, the history, the iteration count and every rank's random generators.

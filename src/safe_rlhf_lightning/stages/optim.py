@@ -47,11 +47,13 @@ def adamw_with_warmup(
     return optimizer, lr_scheduler
 
 
-def configure_adamw(module) -> dict:
-    """``configure_optimizers`` of a stage whose ``config`` is a TrainingStageConfig."""
+def configure_adamw(module, parameters: nn.Module | list[dict] | None = None) -> dict:
+    """``configure_optimizers`` of a stage whose ``config`` is a TrainingStageConfig: AdamW with
+    its warmup and decay over ``parameters`` (a model, or parameter groups that may carry their
+    own ``lr``; default ``module.model``)."""
     hp = module.config
     optimizer, scheduler = adamw_with_warmup(
-        module.model,
+        module.model if parameters is None else parameters,
         lr=hp.lr,
         weight_decay=hp.weight_decay,
         betas=tuple(hp.adam_betas),

@@ -37,7 +37,7 @@ from ..rollout import (
 from ..types import PromptBatch, SupervisedBatch
 from . import ppo_lag_advantages, ppo_lag_checkpoint
 from .guards import FiniteGuard
-from .optim import adamw_with_warmup, decay_parameter_groups
+from .optim import configure_adamw, decay_parameter_groups
 from .ppo_lag_constraints import (
     Constraint,
     check_models,
@@ -460,20 +460,7 @@ class PPOLagModule(pl.LightningModule):
         for critic in self.trained_models()[1:]:
             critic_groups = decay_parameter_groups(critic, hp.weight_decay)
             groups += [{**group, "lr": hp.critic_lr} for group in critic_groups]
-        optimizer, scheduler = adamw_with_warmup(
-            groups,
-            lr=hp.lr,
-            weight_decay=hp.weight_decay,
-            betas=tuple(hp.adam_betas),
-            scheduler=hp.lr_scheduler,
-            warmup_ratio=hp.lr_warmup_ratio,
-            total_steps=self.trainer.estimated_stepping_batches,
-            fused=hp.fused_optimizer,
-        )
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
-        }
+        return configure_adamw(self, groups)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         ppo_lag_checkpoint.pack(self, checkpoint)
