@@ -307,4 +307,4 @@ def test_checkpoints_load_without_unpickling_code(model_folders, tmp_path, bench
     cfg = _ppo(model_folders, tmp_path, benchmark_dir, "stage.eval_limit=0", "stage.max_steps=1")
     run_stage(cfg)
     checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
-    assert checkpoint["ppo_step"] == 1 and "lambda_schedule" in checkpoint
+    assert checkpoint["ppo_step"] == 1 and "lambda_schedules" in checkpoint

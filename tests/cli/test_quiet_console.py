@@ -66,7 +66,10 @@ def test_noise_leaves_the_console_but_stays_in_train_log(tmp_path, monkeypatch, 
 
     @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
     def task(cfg: DictConfig) -> None:
-        logging.captureWarnings(True)  # as safe_rlhf_lightning.cli.train.run does
+        # As safe_rlhf_lightning.cli.train.run does; reset first, since a capture left on by
+        # another in-process run would keep an older display and make this call a no-op.
+        logging.captureWarnings(False)
+        logging.captureWarnings(True)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("always")

@@ -93,6 +93,8 @@ def run(cfg: DictConfig) -> dict:
         # Not a failure, but nothing for a following stage yet: stop a make chain here.
         logging.getLogger(__name__).warning("%s", message)
         raise SystemExit(4) from None
+    finally:  # an in-process caller (a test, a notebook) gets its own warning display back
+        logging.captureWarnings(False)
 
 
 def _run_dir(cfg: DictConfig) -> Path | None:
