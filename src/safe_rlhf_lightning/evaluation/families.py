@@ -149,12 +149,7 @@ def families_markdown(result: Mapping[str, Any], baselines: Sequence[str]) -> st
         "",
         "## Harmful ratio ↓ and helpfulness ↑ per prompt kind",
         "",
-        "| policy | "
-        + " | ".join(f"harmful ratio ({k})" for k in KINDS)
-        + " | "
-        + " | ".join(f"helpfulness ({k})" for k in KINDS)
-        + " |",
-        "|---|" + "---:|" * (2 * len(KINDS)),
+        *_table_header(""),
     ]
     for name, entry in policies.items():
         metrics = entry["metrics"]
@@ -167,12 +162,7 @@ def families_markdown(result: Mapping[str, Any], baselines: Sequence[str]) -> st
             f"standard error; ✓ better / ✗ worse by at least {NOISE_SE:g} standard errors; "
             "helpfulness on harmful prompts, which harmful detail raises, is left unmarked)",
             "",
-            "| policy | "
-            + " | ".join(f"Δ harmful ratio ({k})" for k in KINDS)
-            + " | "
-            + " | ".join(f"Δ helpfulness ({k})" for k in KINDS)
-            + " |",
-            "|---|" + "---:|" * (2 * len(KINDS)),
+            *_table_header("Δ "),
         ]
         for name, entry in policies.items():
             paired = entry["paired"].get(base)
@@ -211,3 +201,10 @@ def write_families_report(
     result = compare_families(eval_dir, families, baselines)
     write_json_atomic(eval_dir / "families.json", result)
     return write_text_atomic(eval_dir / "families.md", families_markdown(result, baselines))
+
+
+def _table_header(prefix: str) -> list[str]:
+    """A table's two header lines: the policy, then harmful ratio and helpfulness per prompt
+    kind, each column named with ``prefix``."""
+    columns = [f"{prefix}{axis} ({k})" for axis in ("harmful ratio", "helpfulness") for k in KINDS]
+    return ["| policy | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
